@@ -1,0 +1,37 @@
+/*
+ * buf: a growable byte buffer for encoders (Avro, JSON) and keys. Owns its memory; reuse one
+ * buffer across records with sseg_buf_reset() so the hot path does not allocate.
+ */
+#ifndef SSEG_BUF_H
+#define SSEG_BUF_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+        char *p;
+        size_t len;
+        size_t cap;
+} sseg_buf_t;
+
+void sseg_buf_init(sseg_buf_t *b);
+void sseg_buf_free(sseg_buf_t *b); /* frees the memory; the buffer may be reused after init */
+static inline void sseg_buf_reset(sseg_buf_t *b) {
+        b->len = 0;
+}
+/* Makes room for n more bytes; aborts on allocation failure (the process cannot go on). */
+void sseg_buf_reserve(sseg_buf_t *b, size_t n);
+void sseg_buf_append(sseg_buf_t *b, const void *p, size_t n);
+void sseg_buf_putc(sseg_buf_t *b, char c);
+/* printf-style append; bounded by the formatted length. */
+void sseg_buf_printf(sseg_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends s as a JSON string literal (quotes and escapes included). */
+void sseg_buf_json_str(sseg_buf_t *b, const char *s, size_t n);
+/* Appends a double as JSON: shortest round-trip form ("%.17g"), null for non-finite. */
+void sseg_buf_json_double(sseg_buf_t *b, double v);
+/* Avro binary primitives (zig-zag varint long/int, IEEE little-endian double/float,
+ * length-prefixed bytes/string). */
+void sseg_buf_avro_long(sseg_buf_t *b, int64_t v);
+void sseg_buf_avro_double(sseg_buf_t *b, double v);
+void sseg_buf_avro_float(sseg_buf_t *b, float v);
+void sseg_buf_avro_string(sseg_buf_t *b, const char *s, size_t n);
+#endif

@@ -1,0 +1,421 @@
+/*
+ * conf: the property table and its parser. The table below is the only place a property is
+ * declared: parsing, `--help` and CONFIGURATION.md are generated from it, so they cannot
+ * drift. kafka.* keys are stored verbatim (minus the prefix) for the librdkafka clients.
+ */
+#include "conf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { T_STR, T_INT, T_BYTES, T_ENUM, T_BOOL } ptype_t;
+
+typedef struct {
+        const char *name;
+        ptype_t type;
+        const char *def;
+        int64_t min, max;  /* T_INT, T_BYTES */
+        const char *enums; /* T_ENUM: "a|b|c" (value = index) */
+        size_t off;
+        const char *desc;
+} prop_t;
+
+#define OFF(f) offsetof(sseg_conf_t, f)
+#define DAY_MS 86400000LL
+
+static const prop_t props[] = {
+    {"input.topic", T_STR, "shop.events", 0, 0, NULL, OFF(input_topic),
+     "Kafka topic of shop events (Avro, key = user_id)."},
+    {"input.format", T_ENUM, "avro", 0, 0, "avro|confluent", OFF(input_format),
+     "Value encoding: 'avro' = plain Avro binary of input.schema.file; 'confluent' = magic "
+     "byte 0 + 4-byte schema id + Avro body, writer schema from the Schema Registry."},
+    {"input.schema.file", T_STR, "", 0, 0, NULL, OFF(input_schema_file),
+     "Writer schema (.avsc) of 'avro' input; empty = the embedded schemas/event.avsc. Resolved "
+     "against the reader schema, so older and newer writer schemas work."},
+    {"input.max.skew.ms", T_INT, "604800000", 0, 100LL * 365 * DAY_MS, NULL, OFF(input_max_skew_ms),
+     "An event whose time is further than this from its partition's watermark is "
+     "dead-lettered (bad_ts). 0 disables the check."},
+    {"input.max.record.bytes", T_BYTES, "65536", 64, 64LL << 20, NULL, OFF(input_max_record_bytes),
+     "Larger input records are dead-lettered (oversized)."},
+    {"schema.registry.url", T_STR, "", 0, 0, NULL, OFF(schema_registry_url),
+     "Confluent Schema Registry base URL (GET /schemas/ids/{id}, cached) for 'confluent' "
+     "input."},
+    {"schema.registry.dir", T_STR, "", 0, 0, NULL, OFF(schema_registry_dir),
+     "Directory of <id>.avsc writer schemas for 'confluent' input, instead of a registry."},
+    {"output.format", T_ENUM, "avro", 0, 0, "avro|json", OFF(output_format),
+     "Encoding of output records: plain Avro binary of schemas/*.avsc, or JSON."},
+    {"output.profiles.topic", T_STR, "streamseg.profiles", 0, 0, NULL, OFF(output_profiles_topic),
+     "Compacted topic receiving the profile of every user changed in a commit cycle "
+     "(key = user_id)."},
+    {"dlq.topic", T_STR, "streamseg.dlq", 0, 0, NULL, OFF(dlq_topic),
+     "Dead-letter topic: original key and bytes, with headers naming the error, source topic, "
+     "partition and offset."},
+    {"state.dir", T_STR, "./streamseg-state", 0, 0, NULL, OFF(state_dir),
+     "Directory of this instance's RocksDB (user states, input offsets, models)."},
+    {"state.cache.max.bytes", T_BYTES, "512M", 1 << 20, 1LL << 40, NULL, OFF(state_cache_max_bytes),
+     "Bound of the in-memory write-back cache of user states (suffixes K, M, G). A full "
+     "cache ends the commit cycle early."},
+    {"state.sync", T_BOOL, "false", 0, 1, NULL, OFF(state_sync),
+     "fsync the RocksDB WAL at every commit (survives power loss, not only process crashes)."},
+    {"commit.interval.ms", T_INT, "1000", 10, 600000, NULL, OFF(commit_interval_ms),
+     "Length of a commit cycle: outputs delivered, then states and offsets written in one "
+     "RocksDB WriteBatch."},
+    {"commit.max.events", T_INT, "500000", 1, 100000000, NULL, OFF(commit_max_events),
+     "A commit cycle also ends after this many input records."},
+    {"consume.batch.size", T_INT, "10000", 1, 1000000, NULL, OFF(consume_batch_size),
+     "Records taken from librdkafka per batched poll."},
+    {"log.level", T_ENUM, "info", 0, 0, "debug|info|warn|error", OFF(log_level),
+     "Least severe log level printed (stderr)."},
+    {"progress.interval.ms", T_INT, "10000", 0, 3600000, NULL, OFF(progress_interval_ms),
+     "Interval of the progress log line (events/s, users, lag, DLQ); 0 disables it."},
+};
+#define PROP_CNT (sizeof(props) / sizeof(props[0]))
+
+/* librdkafka settings streamseg applies unless the user sets them (documented in --help). */
+static const char *kafka_defaults[][2] = {
+    {"bootstrap.servers", "localhost:9092"},
+    {"group.id", "streamseg"},
+};
+
+static void errf(char *errstr, size_t errstr_size, const char *fmt, ...) {
+        if (!errstr || !errstr_size)
+                return;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errstr, errstr_size, fmt, ap);
+        va_end(ap);
+}
+
+static const prop_t *find(const char *key) {
+        for (size_t i = 0; i < PROP_CNT; i++)
+                if (!strcmp(props[i].name, key))
+                        return &props[i];
+        return NULL;
+}
+
+static int parse_i64(const char *s, int64_t *out, int bytes) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(s, &end, 10);
+        if (end == s || errno)
+                return -1;
+        if (bytes && *end) {
+                int64_t mult = 1;
+                switch (toupper((unsigned char)*end)) {
+                case 'K': mult = 1LL << 10; break;
+                case 'M': mult = 1LL << 20; break;
+                case 'G': mult = 1LL << 30; break;
+                default: return -1;
+                }
+                end++;
+                if (*end == 'B' || *end == 'b')
+                        end++;
+                if (v > LLONG_MAX / mult || v < LLONG_MIN / mult)
+                        return -1;
+                v *= mult;
+        }
+        if (*end)
+                return -1;
+        *out = v;
+        return 0;
+}
+
+static int enum_index(const char *enums, const char *v) {
+        int idx = 0;
+        size_t vl = strlen(v);
+        for (const char *p = enums; *p; idx++) {
+                const char *bar = strchr(p, '|');
+                size_t n = bar ? (size_t)(bar - p) : strlen(p);
+                if (n == vl && !strncmp(p, v, n))
+                        return idx;
+                if (!bar)
+                        break;
+                p = bar + 1;
+        }
+        return -1;
+}
+
+static sseg_err_t set_prop(sseg_conf_t *conf, const prop_t *p, const char *v, char *errstr,
+                           size_t errstr_size) {
+        char *base = (char *)conf;
+        switch (p->type) {
+        case T_STR: {
+                char *dup = strdup(v);
+                if (!dup)
+                        return SSEG_ERR_NOMEM;
+                char **slot = (char **)(base + p->off);
+                free(*slot);
+                *slot = dup;
+                return SSEG_OK;
+        }
+        case T_INT:
+        case T_BYTES: {
+                int64_t x;
+                if (parse_i64(v, &x, p->type == T_BYTES)) {
+                        errf(errstr, errstr_size, "%s: invalid value \"%s\": expected %s", p->name,
+                             v, p->type == T_BYTES ? "a size (e.g. 512M)" : "an integer");
+                        return SSEG_ERR_INVAL;
+                }
+                if (x < p->min || x > p->max) {
+                        errf(errstr, errstr_size, "%s: value %lld out of range [%lld, %lld]",
+                             p->name, (long long)x, (long long)p->min, (long long)p->max);
+                        return SSEG_ERR_INVAL;
+                }
+                *(int64_t *)(base + p->off) = x;
+                return SSEG_OK;
+        }
+        case T_BOOL: {
+                int64_t x;
+                if (!strcmp(v, "true") || !strcmp(v, "1"))
+                        x = 1;
+                else if (!strcmp(v, "false") || !strcmp(v, "0"))
+                        x = 0;
+                else {
+                        errf(errstr, errstr_size,
+                             "%s: invalid value \"%s\": expected true or false", p->name, v);
+                        return SSEG_ERR_INVAL;
+                }
+                *(int64_t *)(base + p->off) = x;
+                return SSEG_OK;
+        }
+        case T_ENUM: {
+                int idx = enum_index(p->enums, v);
+                if (idx < 0) {
+                        errf(errstr, errstr_size, "%s: invalid value \"%s\": expected one of %s",
+                             p->name, v, p->enums);
+                        return SSEG_ERR_INVAL;
+                }
+                *(int *)(base + p->off) = idx;
+                return SSEG_OK;
+        }
+        }
+        return SSEG_ERR_INVAL;
+}
+
+sseg_conf_t *sseg_conf_new(void) {
+        sseg_conf_t *conf = calloc(1, sizeof(*conf));
+        if (!conf)
+                return NULL;
+        for (size_t i = 0; i < PROP_CNT; i++) {
+                char err[256];
+                if (set_prop(conf, &props[i], props[i].def, err, sizeof(err))) {
+                        /* A default that does not parse is a bug in the table. */
+                        fprintf(stderr, "streamseg: bad default in property table: %s\n", err);
+                        abort();
+                }
+        }
+        for (size_t i = 0; i < sizeof(kafka_defaults) / sizeof(kafka_defaults[0]); i++) {
+                conf->kafka_keys[conf->kafka_cnt] = strdup(kafka_defaults[i][0]);
+                conf->kafka_vals[conf->kafka_cnt] = strdup(kafka_defaults[i][1]);
+                conf->kafka_cnt++;
+        }
+        return conf;
+}
+
+void sseg_conf_destroy(sseg_conf_t *conf) {
+        if (!conf)
+                return;
+        for (size_t i = 0; i < PROP_CNT; i++)
+                if (props[i].type == T_STR)
+                        free(*(char **)((char *)conf + props[i].off));
+        for (int i = 0; i < conf->kafka_cnt; i++) {
+                free(conf->kafka_keys[i]);
+                free(conf->kafka_vals[i]);
+        }
+        free(conf);
+}
+
+sseg_err_t sseg_conf_set(sseg_conf_t *conf, const char *key, const char *value, char *errstr,
+                         size_t errstr_size) {
+        if (!strncmp(key, "kafka.", 6)) {
+                const char *rk = key + 6;
+                if (!*rk) {
+                        errf(errstr, errstr_size, "%s: empty librdkafka property name", key);
+                        return SSEG_ERR_UNKNOWN_KEY;
+                }
+                for (int i = 0; i < conf->kafka_cnt; i++) {
+                        if (!strcmp(conf->kafka_keys[i], rk)) {
+                                char *dup = strdup(value);
+                                if (!dup)
+                                        return SSEG_ERR_NOMEM;
+                                free(conf->kafka_vals[i]);
+                                conf->kafka_vals[i] = dup;
+                                return SSEG_OK;
+                        }
+                }
+                if (conf->kafka_cnt >= SSEG_CONF_KAFKA_MAX) {
+                        errf(errstr, errstr_size, "%s: too many kafka.* properties (max %d)", key,
+                             SSEG_CONF_KAFKA_MAX);
+                        return SSEG_ERR_INVAL;
+                }
+                conf->kafka_keys[conf->kafka_cnt] = strdup(rk);
+                conf->kafka_vals[conf->kafka_cnt] = strdup(value);
+                if (!conf->kafka_keys[conf->kafka_cnt] || !conf->kafka_vals[conf->kafka_cnt])
+                        return SSEG_ERR_NOMEM;
+                conf->kafka_cnt++;
+                return SSEG_OK;
+        }
+        const prop_t *p = find(key);
+        if (!p) {
+                errf(errstr, errstr_size,
+                     "%s: unknown configuration key (see `streamseg --help`; librdkafka "
+                     "properties take the prefix kafka.)",
+                     key);
+                return SSEG_ERR_UNKNOWN_KEY;
+        }
+        return set_prop(conf, p, value, errstr, errstr_size);
+}
+
+static char *trim(char *s) {
+        while (isspace((unsigned char)*s))
+                s++;
+        size_t n = strlen(s);
+        while (n && isspace((unsigned char)s[n - 1]))
+                s[--n] = '\0';
+        return s;
+}
+
+sseg_err_t sseg_conf_set_kv(sseg_conf_t *conf, const char *kv, char *errstr, size_t errstr_size) {
+        char tmp[4096];
+        if (strlen(kv) >= sizeof(tmp)) {
+                errf(errstr, errstr_size, "property too long (max %zu bytes): %.40s...",
+                     sizeof(tmp) - 1, kv);
+                return SSEG_ERR_INVAL;
+        }
+        memcpy(tmp, kv, strlen(kv) + 1);
+        char *eq = strchr(tmp, '=');
+        if (!eq) {
+                errf(errstr, errstr_size, "%s: expected key=value", trim(tmp));
+                return SSEG_ERR_INVAL;
+        }
+        *eq = '\0';
+        return sseg_conf_set(conf, trim(tmp), trim(eq + 1), errstr, errstr_size);
+}
+
+sseg_err_t sseg_conf_load_file(sseg_conf_t *conf, const char *path, char *errstr,
+                               size_t errstr_size) {
+        FILE *fp = fopen(path, "r");
+        if (!fp) {
+                errf(errstr, errstr_size, "%s: cannot open config file: %s", path, strerror(errno));
+                return SSEG_ERR_IO;
+        }
+        char line[4096];
+        int lineno = 0;
+        sseg_err_t err = SSEG_OK;
+        while (fgets(line, sizeof(line), fp)) {
+                lineno++;
+                if (!strchr(line, '\n') && !feof(fp)) {
+                        errf(errstr, errstr_size, "%s:%d: line too long (max %zu bytes)", path,
+                             lineno, sizeof(line) - 2);
+                        err = SSEG_ERR_INVAL;
+                        break;
+                }
+                char *s = trim(line);
+                if (!*s || *s == '#')
+                        continue;
+                char msg[512];
+                if ((err = sseg_conf_set_kv(conf, s, msg, sizeof(msg)))) {
+                        errf(errstr, errstr_size, "%s:%d: %s", path, lineno, msg);
+                        break;
+                }
+        }
+        fclose(fp);
+        return err;
+}
+
+const char *sseg_conf_kafka_get(const sseg_conf_t *conf, const char *rdkey) {
+        for (int i = 0; i < conf->kafka_cnt; i++)
+                if (!strcmp(conf->kafka_keys[i], rdkey))
+                        return conf->kafka_vals[i];
+        return NULL;
+}
+
+static const char *type_name(const prop_t *p) {
+        switch (p->type) {
+        case T_STR: return "string";
+        case T_INT: return "integer";
+        case T_BYTES: return "size";
+        case T_ENUM: return p->enums;
+        case T_BOOL: return "true|false";
+        }
+        return "?";
+}
+
+void sseg_conf_print_help(FILE *fp) {
+        fprintf(fp, "Configuration properties (-X key=value or key=value lines in -c FILE):\n");
+        for (size_t i = 0; i < PROP_CNT; i++) {
+                const prop_t *p = &props[i];
+                fprintf(fp, "  %-24s %s, default \"%s\"", p->name, type_name(p), p->def);
+                if (p->type == T_INT || p->type == T_BYTES)
+                        fprintf(fp, ", range [%lld, %lld]", (long long)p->min, (long long)p->max);
+                fprintf(fp, "\n      %s\n", p->desc);
+        }
+        fprintf(fp, "  %-24s librdkafka property <p>, passed through unchanged; defaults:",
+                "kafka.<p>");
+        for (size_t i = 0; i < sizeof(kafka_defaults) / sizeof(kafka_defaults[0]); i++)
+                fprintf(fp, " %s=%s", kafka_defaults[i][0], kafka_defaults[i][1]);
+        fprintf(fp, "\n");
+}
+
+void sseg_conf_print_markdown(FILE *fp) {
+        fprintf(fp, "# streamseg configuration\n\n"
+                    "Generated by `streamseg config-doc` from the property table in "
+                    "`src/conf.c`; the test `unit_conf` fails when this file drifts from it.\n\n"
+                    "Properties are given as `key=value` lines in a file (`-c FILE`, `#` starts "
+                    "a comment) or with `-X key=value` (later wins). An unknown key or a bad "
+                    "value stops start-up with a message naming the key.\n\n"
+                    "| key | type | default | range | description |\n"
+                    "|---|---|---|---|---|\n");
+        for (size_t i = 0; i < PROP_CNT; i++) {
+                const prop_t *p = &props[i];
+                fprintf(fp, "| `%s` | %s | `%s` | ", p->name, type_name(p), p->def);
+                if (p->type == T_INT || p->type == T_BYTES)
+                        fprintf(fp, "%lld .. %lld", (long long)p->min, (long long)p->max);
+                fprintf(fp, " | %s |\n", p->desc);
+        }
+        fprintf(fp, "| `kafka.<p>` | string | ");
+        for (size_t i = 0; i < sizeof(kafka_defaults) / sizeof(kafka_defaults[0]); i++)
+                fprintf(fp, "%s`%s=%s`", i ? ", " : "", kafka_defaults[i][0], kafka_defaults[i][1]);
+        fprintf(fp, " | | Any librdkafka property, passed through to the consumer and the "
+                    "producer (e.g. `kafka.bootstrap.servers`, `kafka.group.id`, "
+                    "`kafka.security.protocol`, `kafka.sasl.*`, `kafka.ssl.*`). |\n");
+}
+
+void sseg_conf_dump(const sseg_conf_t *conf, FILE *fp) {
+        const char *base = (const char *)conf;
+        for (size_t i = 0; i < PROP_CNT; i++) {
+                const prop_t *p = &props[i];
+                fprintf(fp, "%s=", p->name);
+                switch (p->type) {
+                case T_STR: fprintf(fp, "%s\n", *(char *const *)(base + p->off)); break;
+                case T_INT:
+                case T_BYTES:
+                case T_BOOL:
+                        fprintf(fp, "%lld\n", (long long)*(const int64_t *)(base + p->off));
+                        break;
+                case T_ENUM: {
+                        int idx = *(const int *)(base + p->off);
+                        const char *s = p->enums;
+                        for (int k = 0; k < idx && s; k++) {
+                                s = strchr(s, '|');
+                                if (s)
+                                        s++;
+                        }
+                        size_t n = s ? strcspn(s, "|") : 0;
+                        fprintf(fp, "%.*s\n", (int)n, s ? s : "");
+                        break;
+                }
+                }
+        }
+        for (int i = 0; i < conf->kafka_cnt; i++) {
+                int secret = strstr(conf->kafka_keys[i], "password") ||
+                             strstr(conf->kafka_keys[i], "secret") ||
+                             strstr(conf->kafka_keys[i], "sasl.jaas");
+                fprintf(fp, "kafka.%s=%s\n", conf->kafka_keys[i],
+                        secret ? "********" : conf->kafka_vals[i]);
+        }
+}

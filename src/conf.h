@@ -1,0 +1,72 @@
+/*
+ * conf: the configuration of a streamseg process. One table of properties (name, type,
+ * default, range, description) drives parsing, `--help` and the generated CONFIGURATION.md.
+ * Unknown keys and bad values are errors naming the key; `kafka.*` keys pass through to
+ * librdkafka unchanged (validated by librdkafka when the clients are created).
+ */
+#ifndef SSEG_CONF_H
+#define SSEG_CONF_H
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "streamseg/streamseg.h"
+
+#define SSEG_CONF_KAFKA_MAX 64
+
+typedef struct {
+        /* input */
+        char *input_topic;
+        int input_format; /* sseg_in_format_t */
+        char *input_schema_file;
+        int64_t input_max_skew_ms;
+        int64_t input_max_record_bytes;
+        char *schema_registry_url;
+        char *schema_registry_dir;
+        /* outputs */
+        int output_format; /* sseg_out_format_t */
+        char *output_profiles_topic;
+        char *dlq_topic;
+        /* state and cycles */
+        char *state_dir;
+        int64_t state_cache_max_bytes;
+        int64_t state_sync;
+        int64_t commit_interval_ms;
+        int64_t commit_max_events;
+        int64_t consume_batch_size;
+        /* process */
+        int log_level; /* 0 debug, 1 info, 2 warn, 3 error */
+        int64_t progress_interval_ms;
+        /* kafka.* pass-through, in the order given (later wins in librdkafka) */
+        char *kafka_keys[SSEG_CONF_KAFKA_MAX];
+        char *kafka_vals[SSEG_CONF_KAFKA_MAX];
+        int kafka_cnt;
+} sseg_conf_t;
+
+/* A configuration holding every default. Free with sseg_conf_destroy(). */
+sseg_conf_t *sseg_conf_new(void);
+void sseg_conf_destroy(sseg_conf_t *conf);
+
+/* Sets one property (value copied). Errors name the key and the accepted values:
+ * SSEG_ERR_UNKNOWN_KEY or SSEG_ERR_INVAL. */
+sseg_err_t sseg_conf_set(sseg_conf_t *conf, const char *key, const char *value, char *errstr,
+                         size_t errstr_size);
+
+/* Parses "key=value" (as given to -X). */
+sseg_err_t sseg_conf_set_kv(sseg_conf_t *conf, const char *kv, char *errstr, size_t errstr_size);
+
+/* Loads a file of key=value lines; '#' starts a comment line; blank lines are ignored. Errors
+ * carry FILE:LINE and the key. */
+sseg_err_t sseg_conf_load_file(sseg_conf_t *conf, const char *path, char *errstr,
+                               size_t errstr_size);
+
+/* The kafka.* value for a librdkafka key ("bootstrap.servers"), or NULL when not set. */
+const char *sseg_conf_kafka_get(const sseg_conf_t *conf, const char *rdkey);
+
+/* Prints the property table: as `--help` text, or as the CONFIGURATION.md document. */
+void sseg_conf_print_help(FILE *fp);
+void sseg_conf_print_markdown(FILE *fp);
+
+/* Prints the effective configuration (key=value, secrets in kafka.* masked) for logs. */
+void sseg_conf_dump(const sseg_conf_t *conf, FILE *fp);
+#endif

@@ -1,0 +1,720 @@
+/*
+ * pipeline: consume → decode → update user state → (cycle end) outputs → WriteBatch.
+ *
+ * Exactly-once state: a user state and the input offset that produced it are written in the
+ * same RocksDB WriteBatch, after the cycle's outputs were delivered. A crash anywhere replays
+ * the cycle from the stored offsets and reproduces the same outputs with the same ids
+ * ("<user_id>:<n_events>" for profiles, "<topic>/<partition>/<offset>" for the DLQ), so
+ * consumers can deduplicate. Kafka's committed offsets are written only for lag visibility;
+ * assignment seeks to the offsets in RocksDB.
+ */
+#include "pipeline.h"
+
+#include <errno.h>
+#include <librdkafka/rdkafka.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "features.h"
+#include "log.h"
+#include "profile.h"
+#include "state.h"
+
+#define MAX_PARTITIONS 4096
+#define RETRY_HOLD_MS  1000 /* pause of a partition whose schema registry is unreachable */
+
+typedef struct {
+        int assigned;
+        int dirty_meta;     /* meta changed since the last commit */
+        int64_t hold_until; /* ms monotonic; > 0: records are skipped, then re-read (seek) */
+        sseg_partmeta_t meta;
+} part_t;
+
+struct sseg_pipeline_s {
+        const sseg_conf_t *conf;
+        rd_kafka_t *consumer;
+        rd_kafka_queue_t *cq;
+        rd_kafka_t *producer;
+        rd_kafka_topic_t *t_profiles, *t_dlq;
+        sseg_decoder_t *dec;
+        sseg_state_t *st;
+        part_t *parts; /* MAX_PARTITIONS */
+        rd_kafka_message_t **msgs;
+        sseg_buf_t out;
+        sseg_event_t ev;
+
+        volatile sig_atomic_t *stop;
+        sseg_err_t fatal; /* set by callbacks; ends the run */
+        int closed;       /* consumer closed (left the group) */
+        int aborted;      /* hard stop while outputs were undelivered: cycle not committed */
+        char fatal_msg[512];
+
+        uint64_t dr_failures;
+        char dr_last_err[256];
+
+        double cycle_start;
+        uint64_t cycle_records;
+        sseg_pipeline_stats_t stats;
+        sseg_progress_cb *progress_cb;
+        void *progress_opaque;
+        double progress_last;
+        uint64_t progress_last_count;
+};
+
+static double mono_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void errf(char *errstr, size_t errstr_size, const char *fmt, ...) {
+        if (!errstr || !errstr_size)
+                return;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errstr, errstr_size, fmt, ap);
+        va_end(ap);
+}
+
+static void set_fatal(sseg_pipeline_t *p, sseg_err_t err, const char *msg) {
+        if (p->fatal)
+                return;
+        p->fatal = err;
+        snprintf(p->fatal_msg, sizeof(p->fatal_msg), "%s", msg);
+        sseg_error("%s", msg);
+}
+
+/* --- librdkafka callbacks ---------------------------------------------------------------- */
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+        /* syslog levels: 0-3 error, 4 warning, 5-6 notice/info, 7 debug */
+        int l = level <= 3   ? SSEG_LOG_ERROR
+                : level == 4 ? SSEG_LOG_WARN
+                : level <= 6 ? SSEG_LOG_INFO
+                             : SSEG_LOG_DEBUG;
+        sseg_log(l, "kafka %s %s: %s", rd_kafka_name(rk), fac, buf);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+        sseg_pipeline_t *p = opaque;
+        if (err == RD_KAFKA_RESP_ERR__FATAL) {
+                char msg[512], fatal[256];
+                rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
+                snprintf(msg, sizeof(msg), "fatal Kafka error in %s: %s", rd_kafka_name(rk), fatal);
+                set_fatal(p, SSEG_ERR_KAFKA, msg);
+                return;
+        }
+        /* Everything else (broker down, transport errors) is retried by librdkafka: the
+         * pipeline pauses by itself until the cluster answers again. */
+        sseg_warn("kafka %s: %s: %s", rd_kafka_name(rk), rd_kafka_err2name(err), reason);
+}
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+        sseg_pipeline_t *p = opaque;
+        if (!m->err)
+                return;
+        p->dr_failures++;
+        snprintf(p->dr_last_err, sizeof(p->dr_last_err), "%s [%d]: %s", rd_kafka_topic_name(m->rkt),
+                 m->partition, rd_kafka_err2str(m->err));
+}
+
+/* --- commit cycle --------------------------------------------------------------------- */
+
+static sseg_err_t produce(sseg_pipeline_t *p, rd_kafka_topic_t *rkt, const void *key, size_t klen,
+                          const void *val, size_t vlen, rd_kafka_headers_t *hdrs) {
+        for (int tries = 0;; tries++) {
+                rd_kafka_resp_err_t err = rd_kafka_producev(
+                    p->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, klen),
+                    RD_KAFKA_V_VALUE((void *)val, vlen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+                if (!err)
+                        return SSEG_OK; /* headers now owned by the message */
+                if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && !(p->stop && *p->stop >= 2)) {
+                        /* Back-pressure: serve delivery reports until there is room. */
+                        rd_kafka_poll(p->producer, 50);
+                        if (tries % 200 == 199)
+                                sseg_warn("producer queue full for %d s: waiting for the "
+                                          "cluster",
+                                          tries / 20);
+                        continue;
+                }
+                rd_kafka_headers_destroy(hdrs);
+                char msg[256];
+                snprintf(msg, sizeof(msg), "produce to %s failed: %s", rd_kafka_topic_name(rkt),
+                         rd_kafka_err2str(err));
+                set_fatal(p, SSEG_ERR_KAFKA, msg);
+                return SSEG_ERR_KAFKA;
+        }
+}
+
+/* Waits until every output of the cycle is acknowledged. Broker outages make this wait
+ * (outputs have no delivery timeout); a hard stop (*stop >= 2) gives up. */
+static sseg_err_t deliver_outputs(sseg_pipeline_t *p) {
+        double t0 = mono_ms(), warned = t0;
+        while (rd_kafka_outq_len(p->producer) > 0) {
+                rd_kafka_flush(p->producer, 200);
+                if (p->stop && *p->stop >= 2)
+                        return SSEG_ERR_TIMEOUT;
+                if (mono_ms() - warned > 10000) {
+                        warned = mono_ms();
+                        sseg_warn("waiting %.0f s for %d output records to be delivered "
+                                  "(cluster unreachable?)",
+                                  (warned - t0) / 1e3, rd_kafka_outq_len(p->producer));
+                }
+        }
+        if (p->dr_failures) {
+                char msg[512];
+                snprintf(msg, sizeof(msg),
+                         "%llu output records failed delivery (last: %s); state not committed, "
+                         "the cycle is replayed on restart",
+                         (unsigned long long)p->dr_failures, p->dr_last_err);
+                set_fatal(p, SSEG_ERR_KAFKA, msg);
+                return SSEG_ERR_KAFKA;
+        }
+        return SSEG_OK;
+}
+
+static sseg_err_t emit_profiles(sseg_pipeline_t *p) {
+        size_t n;
+        sseg_entry_t **dirty = sseg_state_dirty(p->st, &n);
+        for (size_t i = 0; i < n; i++) {
+                sseg_entry_t *e = dirty[i];
+                const part_t *pt = &p->parts[e->partition];
+                sseg_buf_reset(&p->out);
+                sseg_profile_encode(&e->u, e->uid, e->klen, e->partition, pt->meta.watermark_ms,
+                                    (sseg_out_format_t)p->conf->output_format, &p->out);
+                char id[SSEG_USER_ID_MAX + 32];
+                int idl =
+                    snprintf(id, sizeof(id), "%s:%llu", e->uid, (unsigned long long)e->u.n_events);
+                rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+                rd_kafka_header_add(h, "sseg.id", -1, id, idl);
+                sseg_err_t err =
+                    produce(p, p->t_profiles, e->uid, e->klen, p->out.p, p->out.len, h);
+                if (err)
+                        return err;
+                p->stats.profiles_out++;
+        }
+        return SSEG_OK;
+}
+
+static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
+        double t0 = mono_ms();
+        sseg_err_t err;
+        size_t ndirty;
+        sseg_state_dirty(p->st, &ndirty);
+        int32_t ids[MAX_PARTITIONS];
+        sseg_partmeta_t metas[MAX_PARTITIONS];
+        int n = 0;
+        for (int i = 0; i < MAX_PARTITIONS; i++) {
+                if (p->parts[i].assigned && p->parts[i].dirty_meta) {
+                        ids[n] = i;
+                        metas[n++] = p->parts[i].meta;
+                }
+        }
+        if (!ndirty && !n && !rd_kafka_outq_len(p->producer)) {
+                p->cycle_start = t0;
+                p->cycle_records = 0;
+                return SSEG_OK;
+        }
+        if ((err = emit_profiles(p)))
+                return err;
+        if ((err = deliver_outputs(p))) {
+                if (err == SSEG_ERR_TIMEOUT)
+                        p->aborted = 1;
+                return err;
+        }
+        char msg[512];
+        if ((err = sseg_state_commit(p->st, ids, metas, n, msg, sizeof(msg)))) {
+                set_fatal(p, err, msg);
+                return err;
+        }
+        for (int i = 0; i < n; i++)
+                p->parts[ids[i]].dirty_meta = 0;
+        if (n) {
+                /* Kafka's committed offsets only serve lag monitoring: asynchronous. */
+                rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(n);
+                for (int i = 0; i < n; i++)
+                        rd_kafka_topic_partition_list_add(offs, p->conf->input_topic, ids[i])
+                            ->offset = metas[i].next_offset;
+                rd_kafka_commit(p->consumer, offs, 1);
+                rd_kafka_topic_partition_list_destroy(offs);
+        }
+        p->stats.cycles++;
+        p->stats.last_cycle_ms = mono_ms() - t0;
+        sseg_debug("cycle: %zu users, %d partitions committed in %.1f ms", ndirty, n,
+                   p->stats.last_cycle_ms);
+        p->cycle_start = mono_ms();
+        p->cycle_records = 0;
+        return SSEG_OK;
+}
+
+/* --- rebalance ----------------------------------------------------------------------------- */
+
+static void on_assign(sseg_pipeline_t *p, rd_kafka_topic_partition_list_t *parts) {
+        for (int i = 0; i < parts->cnt; i++) {
+                rd_kafka_topic_partition_t *tp = &parts->elems[i];
+                if (tp->partition < 0 || tp->partition >= MAX_PARTITIONS) {
+                        char msg[128];
+                        snprintf(msg, sizeof(msg), "partition %d exceeds the supported %d",
+                                 tp->partition, MAX_PARTITIONS);
+                        set_fatal(p, SSEG_ERR_INVAL, msg);
+                        return;
+                }
+                part_t *pt = &p->parts[tp->partition];
+                char msg[512];
+                sseg_err_t err =
+                    sseg_state_meta_get(p->st, tp->partition, &pt->meta, msg, sizeof(msg));
+                if (err && err != SSEG_ERR_NOENT) {
+                        set_fatal(p, err, msg);
+                        return;
+                }
+                /* Seek to the offset stored with the state, never Kafka's committed one: a
+                 * partition without stored state is rebuilt from the beginning. */
+                tp->offset =
+                    err == SSEG_ERR_NOENT ? RD_KAFKA_OFFSET_BEGINNING : pt->meta.next_offset;
+                if (err == SSEG_ERR_NOENT)
+                        pt->meta.next_offset = 0;
+                pt->assigned = 1;
+                pt->dirty_meta = 0;
+                pt->hold_until = 0;
+                p->stats.assigned++;
+                sseg_info("assigned %s [%d]: resuming at offset %lld (%llu processed, %llu "
+                          "dead-lettered so far)",
+                          tp->topic, tp->partition, (long long)pt->meta.next_offset,
+                          (unsigned long long)pt->meta.processed,
+                          (unsigned long long)pt->meta.dead);
+        }
+}
+
+static void on_revoke(sseg_pipeline_t *p, rd_kafka_topic_partition_list_t *parts) {
+        /* Finish the cycle for everything processed so far, then forget the partitions. */
+        if (!p->fatal && !p->aborted)
+                commit_cycle(p);
+        for (int i = 0; i < parts->cnt; i++) {
+                int32_t part = parts->elems[i].partition;
+                if (part < 0 || part >= MAX_PARTITIONS || !p->parts[part].assigned)
+                        continue;
+                sseg_state_drop_partition(p->st, part);
+                p->parts[part].assigned = 0;
+                p->stats.assigned--;
+                sseg_info("revoked %s [%d] at offset %lld", parts->elems[i].topic, part,
+                          (long long)p->parts[part].meta.next_offset);
+        }
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+        sseg_pipeline_t *p = opaque;
+        int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+        rd_kafka_error_t *error = NULL;
+        rd_kafka_resp_err_t aerr = RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                on_assign(p, parts);
+                if (coop)
+                        error = rd_kafka_incremental_assign(rk, parts);
+                else
+                        aerr = rd_kafka_assign(rk, parts);
+        } else {
+                on_revoke(p, parts);
+                if (coop)
+                        error = rd_kafka_incremental_unassign(rk, parts);
+                else
+                        aerr = rd_kafka_assign(rk, NULL);
+        }
+        if (error) {
+                char msg[256];
+                snprintf(msg, sizeof(msg), "partition (un)assignment failed: %s",
+                         rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+                set_fatal(p, SSEG_ERR_KAFKA, msg);
+        } else if (aerr) {
+                char msg[256];
+                snprintf(msg, sizeof(msg), "partition (un)assignment failed: %s",
+                         rd_kafka_err2str(aerr));
+                set_fatal(p, SSEG_ERR_KAFKA, msg);
+        }
+}
+
+/* --- per record ----------------------------------------------------------------------------- */
+
+static void seek_to(sseg_pipeline_t *p, int32_t partition, int64_t offset) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, p->conf->input_topic, partition)->offset = offset;
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(p->consumer, l, 5000);
+        if (e) {
+                sseg_warn("seek %s [%d] to %lld failed: %s", p->conf->input_topic, partition,
+                          (long long)offset, rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+}
+
+static sseg_err_t dead_letter(sseg_pipeline_t *p, const rd_kafka_message_t *m,
+                              sseg_dlq_reason_t reason, const char *why) {
+        char part[16], off[24], id[300];
+        snprintf(part, sizeof(part), "%d", m->partition);
+        snprintf(off, sizeof(off), "%lld", (long long)m->offset);
+        snprintf(id, sizeof(id), "%s/%d/%lld", rd_kafka_topic_name(m->rkt), m->partition,
+                 (long long)m->offset);
+        rd_kafka_headers_t *h = rd_kafka_headers_new(6);
+        rd_kafka_header_add(h, "sseg.error", -1, sseg_dlq_reason_name(reason), -1);
+        rd_kafka_header_add(h, "sseg.error.message", -1, why, -1);
+        rd_kafka_header_add(h, "sseg.source.topic", -1, rd_kafka_topic_name(m->rkt), -1);
+        rd_kafka_header_add(h, "sseg.source.partition", -1, part, -1);
+        rd_kafka_header_add(h, "sseg.source.offset", -1, off, -1);
+        rd_kafka_header_add(h, "sseg.id", -1, id, -1);
+        return produce(p, p->t_dlq, m->key, m->key_len, m->payload, m->len, h);
+}
+
+static sseg_err_t process(sseg_pipeline_t *p, const rd_kafka_message_t *m, double now) {
+        if (m->err) {
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                        sseg_warn("consumer: %s", rd_kafka_message_errstr(m));
+                return SSEG_OK;
+        }
+        if (m->partition < 0 || m->partition >= MAX_PARTITIONS)
+                return SSEG_OK;
+        part_t *pt = &p->parts[m->partition];
+        /* Records of a partition no longer (or not yet) ours, or replayed below the stored
+         * offset, are not ours to apply. */
+        if (!pt->assigned || m->offset < pt->meta.next_offset)
+                return SSEG_OK;
+        if (pt->hold_until) {
+                if (now < (double)pt->hold_until)
+                        return SSEG_OK;
+                pt->hold_until = 0;
+                if (m->offset != pt->meta.next_offset) {
+                        seek_to(p, m->partition, pt->meta.next_offset);
+                        return SSEG_OK;
+                }
+        }
+        if (m->offset > pt->meta.next_offset && pt->meta.next_offset > 0)
+                sseg_debug("%s [%d]: offsets %lld..%lld absent (compacted or deleted)",
+                           rd_kafka_topic_name(m->rkt), m->partition,
+                           (long long)pt->meta.next_offset, (long long)m->offset - 1);
+        p->stats.records_in++;
+        char why[256];
+        int retry = 0;
+        sseg_dlq_reason_t r = sseg_decoder_decode(p->dec, m->payload, m->len, pt->meta.watermark_ms,
+                                                  &p->ev, &retry, why, sizeof(why));
+        if (retry) {
+                /* Not the record's fault (registry unreachable): hold the partition and
+                 * re-read from this record later. */
+                sseg_warn("%s [%d] offset %lld: %s; retrying in %d ms", rd_kafka_topic_name(m->rkt),
+                          m->partition, (long long)m->offset, why, RETRY_HOLD_MS);
+                pt->hold_until = (int64_t)now + RETRY_HOLD_MS;
+                return SSEG_OK;
+        }
+        if (r != SSEG_DLQ_NONE) {
+                sseg_err_t err = dead_letter(p, m, r, why);
+                if (err)
+                        return err;
+                pt->meta.dead++;
+                p->stats.dead++;
+                p->stats.dlq_by_reason[r]++;
+        } else {
+                int is_new;
+                sseg_err_t err;
+                sseg_entry_t *e =
+                    sseg_state_get(p->st, m->partition, p->ev.user_id, p->ev.user_id_len, &is_new,
+                                   &err, why, sizeof(why));
+                if (!e) {
+                        set_fatal(p, err, why);
+                        return err;
+                }
+                sseg_features_apply(&e->u, &p->ev);
+                if (p->ev.ts_ms > pt->meta.watermark_ms)
+                        pt->meta.watermark_ms = p->ev.ts_ms;
+                pt->meta.processed++;
+                p->stats.processed++;
+                p->stats.new_users += (uint64_t)is_new;
+        }
+        pt->meta.next_offset = m->offset + 1;
+        pt->dirty_meta = 1;
+        p->cycle_records++;
+        return SSEG_OK;
+}
+
+/* --- lifecycle ------------------------------------------------------------------------------ */
+
+static int kset(rd_kafka_conf_t *kc, const char *k, const char *v, char *errstr,
+                size_t errstr_size) {
+        char e[256];
+        if (rd_kafka_conf_set(kc, k, v, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+                errf(errstr, errstr_size, "kafka.%s: %s", k, e);
+                return -1;
+        }
+        return 0;
+}
+
+static rd_kafka_conf_t *kafka_conf(sseg_pipeline_t *p, int consumer, char *errstr,
+                                   size_t errstr_size) {
+        rd_kafka_conf_t *kc = rd_kafka_conf_new();
+        static const char *cons_defaults[][2] = {
+            {"partition.assignment.strategy", "cooperative-sticky"},
+            {"auto.offset.reset", "earliest"},
+            {"fetch.wait.max.ms", "10"}, /* the mock holds empty fetches for the whole wait */
+            {"queued.max.messages.kbytes", "262144"},
+        };
+        static const char *prod_defaults[][2] = {
+            {"enable.idempotence", "true"},
+            {"linger.ms", "5"},
+            {"message.timeout.ms", "0"}, /* outputs wait through outages, never dropped */
+            {"queue.buffering.max.messages", "2000000"},
+            {"queue.buffering.max.kbytes", "1048576"},
+            {"batch.num.messages", "10000"},
+        };
+        const char *(*defs)[2] = consumer ? cons_defaults : prod_defaults;
+        size_t ndefs = consumer ? sizeof(cons_defaults) / sizeof(cons_defaults[0])
+                                : sizeof(prod_defaults) / sizeof(prod_defaults[0]);
+        rd_kafka_conf_set_log_cb(kc, log_cb);
+        rd_kafka_conf_set_error_cb(kc, error_cb);
+        rd_kafka_conf_set_opaque(kc, p);
+        for (size_t i = 0; i < ndefs; i++)
+                if (kset(kc, defs[i][0], defs[i][1], errstr, errstr_size))
+                        goto fail;
+        for (int i = 0; i < p->conf->kafka_cnt; i++) {
+                const char *k = p->conf->kafka_keys[i];
+                /* group.id etc. are consumer properties; librdkafka would warn on the
+                 * producer. */
+                if (!consumer &&
+                    (!strcmp(k, "group.id") || !strncmp(k, "auto.", 5) ||
+                     !strcmp(k, "partition.assignment.strategy") || !strncmp(k, "fetch.", 6) ||
+                     !strncmp(k, "session.", 8) || !strncmp(k, "queued.", 7) ||
+                     !strcmp(k, "isolation.level") || !strcmp(k, "max.poll.interval.ms") ||
+                     !strcmp(k, "heartbeat.interval.ms") || !strcmp(k, "group.instance.id")))
+                        continue;
+                if (consumer &&
+                    (!strncmp(k, "linger", 6) || !strcmp(k, "enable.idempotence") ||
+                     !strcmp(k, "acks") || !strncmp(k, "message.timeout", 15) ||
+                     !strncmp(k, "queue.buffering", 15) || !strcmp(k, "compression.type") ||
+                     !strcmp(k, "batch.num.messages") || !strcmp(k, "transactional.id")))
+                        continue;
+                if (kset(kc, k, p->conf->kafka_vals[i], errstr, errstr_size))
+                        goto fail;
+        }
+        if (consumer) {
+                /* Offsets are ours (RocksDB); Kafka's commit only mirrors them. */
+                if (kset(kc, "enable.auto.commit", "false", errstr, errstr_size) ||
+                    kset(kc, "enable.auto.offset.store", "false", errstr, errstr_size))
+                        goto fail;
+                rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
+        } else {
+                rd_kafka_conf_set_dr_msg_cb(kc, dr_msg_cb);
+        }
+        return kc;
+fail:
+        rd_kafka_conf_destroy(kc);
+        return NULL;
+}
+
+sseg_pipeline_t *sseg_pipeline_new(const sseg_conf_t *conf, sseg_err_t *errp, char *errstr,
+                                   size_t errstr_size) {
+        sseg_err_t err = SSEG_OK;
+        sseg_pipeline_t *p = calloc(1, sizeof(*p));
+        if (!p) {
+                *errp = SSEG_ERR_NOMEM;
+                return NULL;
+        }
+        p->conf = conf;
+        sseg_buf_init(&p->out);
+        p->parts = calloc(MAX_PARTITIONS, sizeof(*p->parts));
+        p->msgs = calloc((size_t)conf->consume_batch_size, sizeof(*p->msgs));
+        if (!p->parts || !p->msgs) {
+                err = SSEG_ERR_NOMEM;
+                goto fail;
+        }
+        sseg_decoder_opts_t dopts = {
+            .format = (sseg_in_format_t)conf->input_format,
+            .schema_file = *conf->input_schema_file ? conf->input_schema_file : NULL,
+            .registry_url = *conf->schema_registry_url ? conf->schema_registry_url : NULL,
+            .registry_dir = *conf->schema_registry_dir ? conf->schema_registry_dir : NULL,
+            .max_skew_ms = conf->input_max_skew_ms,
+            .max_record_bytes = (size_t)conf->input_max_record_bytes,
+        };
+        if (dopts.format == SSEG_IN_CONFLUENT && !dopts.registry_url && !dopts.registry_dir) {
+                errf(errstr, errstr_size,
+                     "input.format=confluent needs schema.registry.url or schema.registry.dir");
+                err = SSEG_ERR_INVAL;
+                goto fail;
+        }
+        if (!(p->dec = sseg_decoder_new(&dopts, &err, errstr, errstr_size)))
+                goto fail;
+        if (!(p->st = sseg_state_open(conf->state_dir, (size_t)conf->state_cache_max_bytes, 0,
+                                      (int)conf->state_sync, &err, errstr, errstr_size)))
+                goto fail;
+
+        char kerr[512];
+        rd_kafka_conf_t *kc = kafka_conf(p, 0, errstr, errstr_size);
+        if (!kc) {
+                err = SSEG_ERR_INVAL;
+                goto fail;
+        }
+        if (!(p->producer = rd_kafka_new(RD_KAFKA_PRODUCER, kc, kerr, sizeof(kerr)))) {
+                rd_kafka_conf_destroy(kc);
+                errf(errstr, errstr_size, "cannot create the Kafka producer: %s", kerr);
+                err = SSEG_ERR_KAFKA;
+                goto fail;
+        }
+        p->t_profiles = rd_kafka_topic_new(p->producer, conf->output_profiles_topic, NULL);
+        p->t_dlq = rd_kafka_topic_new(p->producer, conf->dlq_topic, NULL);
+        if (!(kc = kafka_conf(p, 1, errstr, errstr_size))) {
+                err = SSEG_ERR_INVAL;
+                goto fail;
+        }
+        if (!(p->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, kc, kerr, sizeof(kerr)))) {
+                rd_kafka_conf_destroy(kc);
+                errf(errstr, errstr_size, "cannot create the Kafka consumer: %s", kerr);
+                err = SSEG_ERR_KAFKA;
+                goto fail;
+        }
+        rd_kafka_poll_set_consumer(p->consumer);
+        p->cq = rd_kafka_queue_get_consumer(p->consumer);
+        rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(topics, conf->input_topic, RD_KAFKA_PARTITION_UA);
+        rd_kafka_resp_err_t kerrc = rd_kafka_subscribe(p->consumer, topics);
+        rd_kafka_topic_partition_list_destroy(topics);
+        if (kerrc) {
+                errf(errstr, errstr_size, "input.topic %s: subscribe failed: %s", conf->input_topic,
+                     rd_kafka_err2str(kerrc));
+                err = SSEG_ERR_KAFKA;
+                goto fail;
+        }
+        return p;
+fail:
+        *errp = err ? err : SSEG_ERR_INVAL;
+        sseg_pipeline_destroy(p);
+        return NULL;
+}
+
+void sseg_pipeline_set_progress_cb(sseg_pipeline_t *p, sseg_progress_cb *cb, void *opaque) {
+        p->progress_cb = cb;
+        p->progress_opaque = opaque;
+}
+
+static void update_lag(sseg_pipeline_t *p) {
+        int64_t lag = 0;
+        for (int i = 0; i < MAX_PARTITIONS; i++) {
+                if (!p->parts[i].assigned)
+                        continue;
+                int64_t lo, hi;
+                if (rd_kafka_get_watermark_offsets(p->consumer, p->conf->input_topic, i, &lo,
+                                                   &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                    hi >= 0 && hi > p->parts[i].meta.next_offset)
+                        lag += hi - p->parts[i].meta.next_offset;
+        }
+        p->stats.lag = lag;
+}
+
+static void progress(sseg_pipeline_t *p, double now) {
+        double iv = (double)p->conf->progress_interval_ms;
+        if (iv <= 0 && !p->progress_cb)
+                return;
+        if (iv <= 0)
+                iv = 1000;
+        if (now - p->progress_last < iv)
+                return;
+        uint64_t count = p->stats.processed + p->stats.dead;
+        p->stats.rate = p->progress_last > 0 ? (double)(count - p->progress_last_count) * 1e3 /
+                                                   (now - p->progress_last)
+                                             : 0;
+        p->progress_last = now;
+        p->progress_last_count = count;
+        update_lag(p);
+        sseg_state_stats_t ss;
+        sseg_state_get_stats(p->st, &ss);
+        p->stats.cache_entries = ss.cache_entries;
+        if (p->progress_cb)
+                p->progress_cb(p->progress_opaque, &p->stats);
+        else
+                sseg_info("progress: %.0f records/s, processed %llu, dead-lettered %llu, new "
+                          "users %llu, cached %llu, lag %lld, partitions %d, last cycle %.1f ms",
+                          p->stats.rate, (unsigned long long)p->stats.processed,
+                          (unsigned long long)p->stats.dead, (unsigned long long)p->stats.new_users,
+                          (unsigned long long)ss.cache_entries, (long long)p->stats.lag,
+                          p->stats.assigned, p->stats.last_cycle_ms);
+}
+
+sseg_err_t sseg_pipeline_run(sseg_pipeline_t *p, volatile sig_atomic_t *stop, char *errstr,
+                             size_t errstr_size) {
+        p->stop = stop;
+        p->cycle_start = mono_ms();
+        size_t batch = (size_t)p->conf->consume_batch_size;
+        while (!*stop && !p->fatal) {
+                ssize_t n = rd_kafka_consume_batch_queue(p->cq, 100, p->msgs, batch);
+                double now = mono_ms();
+                if (n < 0) {
+                        sseg_warn("consume failed: %s", rd_kafka_err2str(rd_kafka_last_error()));
+                        n = 0;
+                }
+                for (ssize_t i = 0; i < n; i++) {
+                        if (!p->fatal)
+                                process(p, p->msgs[i], now);
+                        rd_kafka_message_destroy(p->msgs[i]);
+                }
+                rd_kafka_poll(p->producer, 0); /* delivery reports */
+                if (p->fatal)
+                        break;
+                if (now - p->cycle_start >= (double)p->conf->commit_interval_ms ||
+                    p->cycle_records >= (uint64_t)p->conf->commit_max_events ||
+                    sseg_state_over_budget(p->st))
+                        commit_cycle(p);
+                progress(p, now);
+        }
+        if (!p->fatal && !p->aborted) {
+                sseg_info("stopping: committing the last cycle");
+                commit_cycle(p);
+        }
+        if (p->aborted) {
+                errf(errstr, errstr_size,
+                     "stopped hard while outputs were undelivered: the last cycle was not "
+                     "committed and will be replayed on restart");
+                return SSEG_ERR_TIMEOUT;
+        }
+        if (p->fatal) {
+                errf(errstr, errstr_size, "%s", p->fatal_msg);
+                return p->fatal;
+        }
+        /* Leaves the group; the revoke callback commits again (a no-op now). */
+        rd_kafka_consumer_close(p->consumer);
+        p->closed = 1;
+        sseg_info("stopped: processed %llu, dead-lettered %llu, %llu profiles out, %llu cycles",
+                  (unsigned long long)p->stats.processed, (unsigned long long)p->stats.dead,
+                  (unsigned long long)p->stats.profiles_out, (unsigned long long)p->stats.cycles);
+        return SSEG_OK;
+}
+
+void sseg_pipeline_get_stats(const sseg_pipeline_t *p, sseg_pipeline_stats_t *s) {
+        *s = p->stats;
+}
+
+void sseg_pipeline_destroy(sseg_pipeline_t *p) {
+        if (!p)
+                return;
+        if (p->cq)
+                rd_kafka_queue_destroy(p->cq);
+        if (p->consumer)
+                /* After a fatal error or a hard stop, leave without the close handshake (it
+                 * would wait for an unreachable cluster); the group times us out. */
+                rd_kafka_destroy_flags(p->consumer,
+                                       p->closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        if (p->t_profiles)
+                rd_kafka_topic_destroy(p->t_profiles);
+        if (p->t_dlq)
+                rd_kafka_topic_destroy(p->t_dlq);
+        if (p->producer) {
+                /* Anything still queued was not committed: it is replayed on restart. */
+                rd_kafka_purge(p->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+                rd_kafka_destroy(p->producer);
+        }
+        sseg_state_close(p->st);
+        sseg_decoder_destroy(p->dec);
+        sseg_buf_free(&p->out);
+        free(p->msgs);
+        free(p->parts);
+        free(p);
+}

@@ -1,0 +1,507 @@
+/*
+ * state: RocksDB plus the write-back cache of user states. The cache is an open-addressing
+ * hash table (linear probing, backward-shift deletion) of malloc'ed entries; a CLOCK hand
+ * evicts clean entries once the byte bound is exceeded. Reads hit the cache; dirty entries
+ * are written in one WriteBatch together with the partitions' input offsets, which is what
+ * makes the state exactly-once: on restart the consumer seeks to the offsets stored here.
+ */
+#include "state.h"
+
+#include <rocksdb/c.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define ENTRY_COST (sizeof(sseg_entry_t) + sizeof(void *) * 2 + 16) /* + slot + malloc */
+#define META_SIZE  32
+
+struct sseg_state_s {
+        rocksdb_t *db;
+        rocksdb_options_t *opts;
+        rocksdb_readoptions_t *ropts;
+        rocksdb_writeoptions_t *wopts;
+        rocksdb_block_based_table_options_t *topts;
+        rocksdb_cache_t *bcache;
+        rocksdb_filterpolicy_t *filter;
+        rocksdb_writebatch_t *batch;
+        int readonly;
+
+        sseg_entry_t **slots; /* capacity = mask + 1, a power of two */
+        size_t mask, cnt;
+        size_t max_bytes;
+        size_t hand; /* CLOCK hand */
+
+        sseg_entry_t **dirty;
+        size_t dirty_cnt, dirty_cap;
+
+        sseg_state_stats_t stats;
+};
+
+static void errf(char *errstr, size_t errstr_size, const char *fmt, ...) {
+        if (!errstr || !errstr_size)
+                return;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errstr, errstr_size, fmt, ap);
+        va_end(ap);
+}
+
+/* Translates a RocksDB errptr (which must be freed) into SSEG_ERR_STATE with its message. */
+static sseg_err_t rdb_err(char *rerr, const char *what, char *errstr, size_t errstr_size) {
+        errf(errstr, errstr_size, "RocksDB %s failed: %s", what, rerr ? rerr : "unknown");
+        rocksdb_free(rerr);
+        return SSEG_ERR_STATE;
+}
+
+static double now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void be32(char *p, uint32_t v) {
+        p[0] = (char)(v >> 24);
+        p[1] = (char)(v >> 16);
+        p[2] = (char)(v >> 8);
+        p[3] = (char)v;
+}
+
+size_t sseg_state_user_key(char *out, int32_t partition, const char *uid, size_t len) {
+        out[0] = 'u';
+        be32(out + 1, (uint32_t)partition);
+        memcpy(out + 5, uid, len);
+        return 5 + len;
+}
+
+static size_t meta_key(char *out, int32_t partition) {
+        out[0] = 'o';
+        be32(out + 1, (uint32_t)partition);
+        return 5;
+}
+
+static void put_le64(char *p, uint64_t v) {
+        for (int i = 0; i < 8; i++)
+                p[i] = (char)(v >> (8 * i));
+}
+
+static uint64_t get_le64(const char *p) {
+        uint64_t v = 0;
+        for (int i = 0; i < 8; i++)
+                v |= (uint64_t)(unsigned char)p[i] << (8 * i);
+        return v;
+}
+
+sseg_state_t *sseg_state_open(const char *dir, size_t cache_max_bytes, int readonly, int sync,
+                              sseg_err_t *errp, char *errstr, size_t errstr_size) {
+        sseg_state_t *st = calloc(1, sizeof(*st));
+        if (!st) {
+                if (errp)
+                        *errp = SSEG_ERR_NOMEM;
+                return NULL;
+        }
+        st->readonly = readonly;
+        st->max_bytes = cache_max_bytes;
+        st->opts = rocksdb_options_create();
+        rocksdb_options_set_create_if_missing(st->opts, !readonly);
+        rocksdb_options_increase_parallelism(st->opts, 2);
+        /* Point lookups dominate (a miss loads one user): bloom filters and a block cache;
+         * a large memtable absorbs the per-cycle WriteBatches. */
+        st->topts = rocksdb_block_based_options_create();
+        st->bcache = rocksdb_cache_create_lru(64 << 20);
+        rocksdb_block_based_options_set_block_cache(st->topts, st->bcache);
+        st->filter = rocksdb_filterpolicy_create_bloom_full(10);
+        rocksdb_block_based_options_set_filter_policy(st->topts, st->filter);
+        rocksdb_block_based_options_set_cache_index_and_filter_blocks(st->topts, 1);
+        rocksdb_options_set_block_based_table_factory(st->opts, st->topts);
+        rocksdb_options_set_write_buffer_size(st->opts, 64 << 20);
+        rocksdb_options_set_max_write_buffer_number(st->opts, 3);
+        rocksdb_options_set_memtable_whole_key_filtering(st->opts, 1);
+        rocksdb_options_set_memtable_prefix_bloom_size_ratio(st->opts, 0.02);
+        rocksdb_options_set_compression(st->opts, rocksdb_lz4_compression);
+        char *rerr = NULL;
+        if (readonly)
+                st->db = rocksdb_open_for_read_only(st->opts, dir, 0, &rerr);
+        else
+                st->db = rocksdb_open(st->opts, dir, &rerr);
+        if (!st->db) {
+                char msg[512];
+                rdb_err(rerr, "open", msg, sizeof(msg));
+                errf(errstr, errstr_size, "state.dir %s: %s", dir, msg);
+                if (errp)
+                        *errp = SSEG_ERR_STATE;
+                sseg_state_close(st);
+                return NULL;
+        }
+        st->ropts = rocksdb_readoptions_create();
+        st->wopts = rocksdb_writeoptions_create();
+        rocksdb_writeoptions_set_sync(st->wopts, sync);
+        st->batch = rocksdb_writebatch_create();
+        st->mask = 1023;
+        st->slots = calloc(st->mask + 1, sizeof(*st->slots));
+        if (!st->slots) {
+                if (errp)
+                        *errp = SSEG_ERR_NOMEM;
+                sseg_state_close(st);
+                return NULL;
+        }
+        return st;
+}
+
+void sseg_state_close(sseg_state_t *st) {
+        if (!st)
+                return;
+        if (st->slots) {
+                for (size_t i = 0; i <= st->mask; i++)
+                        free(st->slots[i]);
+                free(st->slots);
+        }
+        free(st->dirty);
+        if (st->batch)
+                rocksdb_writebatch_destroy(st->batch);
+        if (st->db)
+                rocksdb_close(st->db);
+        if (st->ropts)
+                rocksdb_readoptions_destroy(st->ropts);
+        if (st->wopts)
+                rocksdb_writeoptions_destroy(st->wopts);
+        if (st->opts)
+                rocksdb_options_destroy(st->opts);
+        if (st->topts)
+                rocksdb_block_based_options_destroy(st->topts);
+        if (st->bcache)
+                rocksdb_cache_destroy(st->bcache);
+        free(st);
+}
+
+static uint64_t key_hash(int32_t partition, const char *uid, size_t len) {
+        uint64_t h = sseg_hash64(uid, len);
+        h ^= (uint64_t)(uint32_t)partition * 0x9e3779b97f4a7c15ULL;
+        h ^= h >> 29;
+        return h;
+}
+
+static int entry_is(const sseg_entry_t *e, uint64_t h, int32_t partition, const char *uid,
+                    size_t len) {
+        return e->hash == h && e->partition == partition && e->klen == len &&
+               !memcmp(e->uid, uid, len);
+}
+
+static void table_grow(sseg_state_t *st) {
+        size_t ncap = (st->mask + 1) * 2;
+        sseg_entry_t **ns = calloc(ncap, sizeof(*ns));
+        if (!ns) {
+                fprintf(stderr, "streamseg: out of memory growing the state cache\n");
+                abort();
+        }
+        for (size_t i = 0; i <= st->mask; i++) {
+                sseg_entry_t *e = st->slots[i];
+                if (!e)
+                        continue;
+                size_t j = e->hash & (ncap - 1);
+                while (ns[j])
+                        j = (j + 1) & (ncap - 1);
+                ns[j] = e;
+        }
+        free(st->slots);
+        st->slots = ns;
+        st->mask = ncap - 1;
+        st->hand = 0;
+}
+
+/* Backward-shift deletion keeps probe sequences intact without tombstones. */
+static void table_remove_at(sseg_state_t *st, size_t i) {
+        free(st->slots[i]);
+        st->slots[i] = NULL;
+        st->cnt--;
+        size_t j = i;
+        for (size_t n = 0; n <= st->mask; n++) {
+                j = (j + 1) & st->mask;
+                sseg_entry_t *e = st->slots[j];
+                if (!e)
+                        break;
+                size_t home = e->hash & st->mask;
+                /* e may move into the hole i if its home is not in (i, j] cyclically. */
+                int in_range = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+                if (!in_range) {
+                        st->slots[i] = e;
+                        st->slots[j] = NULL;
+                        i = j;
+                }
+        }
+}
+
+static void mark_dirty(sseg_state_t *st, sseg_entry_t *e) {
+        if (e->dirty)
+                return;
+        e->dirty = 1;
+        if (st->dirty_cnt == st->dirty_cap) {
+                size_t ncap = st->dirty_cap ? st->dirty_cap * 2 : 4096;
+                sseg_entry_t **nd = realloc(st->dirty, ncap * sizeof(*nd));
+                if (!nd) {
+                        fprintf(stderr, "streamseg: out of memory growing the dirty list\n");
+                        abort();
+                }
+                st->dirty = nd;
+                st->dirty_cap = ncap;
+        }
+        st->dirty[st->dirty_cnt++] = e;
+}
+
+sseg_err_t sseg_state_unpack_user(const char *val, size_t vl, sseg_user_t *u) {
+        if (vl < 4)
+                return SSEG_ERR_STATE_VERSION;
+        unsigned ver = (unsigned char)val[0] | ((unsigned)(unsigned char)val[1] << 8);
+        unsigned size = (unsigned char)val[2] | ((unsigned)(unsigned char)val[3] << 8);
+        if (ver != SSEG_USER_VERSION || size != sizeof(sseg_user_t) || vl != 4 + size)
+                return SSEG_ERR_STATE_VERSION;
+        memcpy(u, val + 4, sizeof(*u));
+        return SSEG_OK;
+}
+
+sseg_entry_t *sseg_state_get(sseg_state_t *st, int32_t partition, const char *uid, size_t len,
+                             int *is_new, sseg_err_t *errp, char *errstr, size_t errstr_size) {
+        uint64_t h = key_hash(partition, uid, len);
+        size_t i = h & st->mask;
+        *is_new = 0;
+        for (;;) {
+                sseg_entry_t *e = st->slots[i];
+                if (!e)
+                        break;
+                if (entry_is(e, h, partition, uid, len)) {
+                        st->stats.hits++;
+                        e->clock = 1;
+                        mark_dirty(st, e);
+                        return e;
+                }
+                i = (i + 1) & st->mask;
+        }
+        st->stats.misses++;
+        if (len > SSEG_USER_ID_MAX) {
+                errf(errstr, errstr_size, "user id of %zu bytes exceeds %d", len, SSEG_USER_ID_MAX);
+                *errp = SSEG_ERR_INVAL;
+                return NULL;
+        }
+        sseg_entry_t *e = malloc(sizeof(*e));
+        if (!e) {
+                *errp = SSEG_ERR_NOMEM;
+                return NULL;
+        }
+        char key[5 + SSEG_USER_ID_MAX];
+        size_t kl = sseg_state_user_key(key, partition, uid, len);
+        char *rerr = NULL;
+        size_t vl = 0;
+        char *val = rocksdb_get(st->db, st->ropts, key, kl, &vl, &rerr);
+        if (rerr) {
+                free(e);
+                *errp = rdb_err(rerr, "get", errstr, errstr_size);
+                return NULL;
+        }
+        if (val) {
+                sseg_err_t err = sseg_state_unpack_user(val, vl, &e->u);
+                rocksdb_free(val);
+                if (err) {
+                        errf(errstr, errstr_size,
+                             "stored state of user \"%.*s\" (partition %d) has another layout "
+                             "version than %d: state.dir was written by another streamseg "
+                             "version",
+                             (int)len, uid, partition, SSEG_USER_VERSION);
+                        free(e);
+                        *errp = err;
+                        return NULL;
+                }
+                st->stats.loads++;
+        } else {
+                sseg_user_init(&e->u);
+                *is_new = 1;
+        }
+        e->hash = h;
+        e->partition = partition;
+        e->klen = (uint8_t)len;
+        memcpy(e->uid, uid, len);
+        e->uid[len] = '\0';
+        e->clock = 1;
+        e->dirty = 0;
+        if ((st->cnt + 1) * 10 > (st->mask + 1) * 7) {
+                table_grow(st);
+                i = h & st->mask;
+                while (st->slots[i])
+                        i = (i + 1) & st->mask;
+        }
+        st->slots[i] = e;
+        st->cnt++;
+        mark_dirty(st, e);
+        return e;
+}
+
+sseg_entry_t **sseg_state_dirty(sseg_state_t *st, size_t *cnt) {
+        *cnt = st->dirty_cnt;
+        return st->dirty;
+}
+
+int sseg_state_over_budget(const sseg_state_t *st) {
+        return st->cnt * ENTRY_COST + (st->mask + 1) * sizeof(void *) > st->max_bytes;
+}
+
+void sseg_state_batch_put(sseg_state_t *st, const void *k, size_t kl, const void *v, size_t vl) {
+        rocksdb_writebatch_put(st->batch, k, kl, v, vl);
+}
+
+void sseg_state_batch_delete(sseg_state_t *st, const void *k, size_t kl) {
+        rocksdb_writebatch_delete(st->batch, k, kl);
+}
+
+/* Evicts clean entries with the CLOCK hand until the cache is within 90% of its bound. The
+ * scan is bounded by two sweeps of the table. */
+static void evict(sseg_state_t *st) {
+        size_t target = st->max_bytes / 10 * 9;
+        size_t steps = 2 * (st->mask + 1);
+        while (st->cnt * ENTRY_COST + (st->mask + 1) * sizeof(void *) > target && steps--) {
+                size_t i = st->hand & st->mask;
+                sseg_entry_t *e = st->slots[i];
+                if (e && !e->dirty) {
+                        if (e->clock) {
+                                e->clock = 0;
+                        } else {
+                                table_remove_at(st, i);
+                                st->stats.evictions++;
+                                continue; /* slot i may now hold a shifted entry */
+                        }
+                }
+                st->hand++;
+        }
+}
+
+sseg_err_t sseg_state_commit(sseg_state_t *st, const int32_t *parts, const sseg_partmeta_t *metas,
+                             int n, char *errstr, size_t errstr_size) {
+        double t0 = now_ms();
+        char key[5 + SSEG_USER_ID_MAX];
+        char val[4 + sizeof(sseg_user_t)];
+        val[0] = (char)(SSEG_USER_VERSION & 0xff);
+        val[1] = (char)(SSEG_USER_VERSION >> 8);
+        val[2] = (char)(sizeof(sseg_user_t) & 0xff);
+        val[3] = (char)(sizeof(sseg_user_t) >> 8);
+        for (size_t i = 0; i < st->dirty_cnt; i++) {
+                sseg_entry_t *e = st->dirty[i];
+                size_t kl = sseg_state_user_key(key, e->partition, e->uid, e->klen);
+                memcpy(val + 4, &e->u, sizeof(e->u));
+                rocksdb_writebatch_put(st->batch, key, kl, val, sizeof(val));
+        }
+        for (int i = 0; i < n; i++) {
+                char mk[5], mv[META_SIZE];
+                size_t kl = meta_key(mk, parts[i]);
+                put_le64(mv, (uint64_t)metas[i].next_offset);
+                put_le64(mv + 8, metas[i].processed);
+                put_le64(mv + 16, metas[i].dead);
+                put_le64(mv + 24, (uint64_t)metas[i].watermark_ms);
+                rocksdb_writebatch_put(st->batch, mk, kl, mv, sizeof(mv));
+        }
+        char *rerr = NULL;
+        rocksdb_write(st->db, st->wopts, st->batch, &rerr);
+        if (rerr)
+                return rdb_err(rerr, "write of the commit batch", errstr, errstr_size);
+        rocksdb_writebatch_clear(st->batch);
+        for (size_t i = 0; i < st->dirty_cnt; i++)
+                st->dirty[i]->dirty = 0;
+        st->stats.users_written += st->dirty_cnt;
+        st->dirty_cnt = 0;
+        st->stats.commits++;
+        evict(st);
+        st->stats.last_commit_ms = now_ms() - t0;
+        return SSEG_OK;
+}
+
+sseg_err_t sseg_state_meta_get(sseg_state_t *st, int32_t partition, sseg_partmeta_t *meta,
+                               char *errstr, size_t errstr_size) {
+        char mk[5];
+        size_t kl = meta_key(mk, partition);
+        memset(meta, 0, sizeof(*meta));
+        meta->next_offset = -1;
+        char *rerr = NULL;
+        size_t vl = 0;
+        char *v = rocksdb_get(st->db, st->ropts, mk, kl, &vl, &rerr);
+        if (rerr)
+                return rdb_err(rerr, "get of partition metadata", errstr, errstr_size);
+        if (!v)
+                return SSEG_ERR_NOENT;
+        if (vl != META_SIZE) {
+                rocksdb_free(v);
+                errf(errstr, errstr_size, "partition %d metadata has %zu bytes, expected %d",
+                     partition, vl, META_SIZE);
+                return SSEG_ERR_STATE_VERSION;
+        }
+        meta->next_offset = (int64_t)get_le64(v);
+        meta->processed = get_le64(v + 8);
+        meta->dead = get_le64(v + 16);
+        meta->watermark_ms = (int64_t)get_le64(v + 24);
+        rocksdb_free(v);
+        return SSEG_OK;
+}
+
+void sseg_state_drop_partition(sseg_state_t *st, int32_t partition) {
+        /* Dirty entries of the partition leave the dirty list too. */
+        size_t w = 0;
+        for (size_t i = 0; i < st->dirty_cnt; i++)
+                if (st->dirty[i]->partition != partition)
+                        st->dirty[w++] = st->dirty[i];
+        st->dirty_cnt = w;
+        for (size_t i = 0; i <= st->mask;) {
+                sseg_entry_t *e = st->slots[i];
+                if (e && e->partition == partition)
+                        table_remove_at(st, i); /* re-examine slot i: an entry shifted in */
+                else
+                        i++;
+        }
+}
+
+sseg_err_t sseg_state_read(sseg_state_t *st, const void *k, size_t kl, char **val, size_t *vl,
+                           char *errstr, size_t errstr_size) {
+        char *rerr = NULL;
+        char *v = rocksdb_get(st->db, st->ropts, k, kl, vl, &rerr);
+        if (rerr)
+                return rdb_err(rerr, "get", errstr, errstr_size);
+        if (!v)
+                return SSEG_ERR_NOENT;
+        *val = malloc(*vl ? *vl : 1);
+        if (!*val) {
+                rocksdb_free(v);
+                return SSEG_ERR_NOMEM;
+        }
+        memcpy(*val, v, *vl);
+        rocksdb_free(v);
+        return SSEG_OK;
+}
+
+sseg_err_t sseg_state_scan(sseg_state_t *st, const void *prefix, size_t pl, sseg_state_iter_cb *cb,
+                           void *opaque, char *errstr, size_t errstr_size) {
+        rocksdb_iterator_t *it = rocksdb_create_iterator(st->db, st->ropts);
+        for (rocksdb_iter_seek(it, prefix, pl); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+                size_t kl, vl;
+                const char *k = rocksdb_iter_key(it, &kl);
+                if (kl < pl || memcmp(k, prefix, pl))
+                        break;
+                const char *v = rocksdb_iter_value(it, &vl);
+                if (cb(opaque, k, kl, v, vl))
+                        break;
+        }
+        char *rerr = NULL;
+        rocksdb_iter_get_error(it, &rerr);
+        rocksdb_iter_destroy(it);
+        if (rerr)
+                return rdb_err(rerr, "scan", errstr, errstr_size);
+        return SSEG_OK;
+}
+
+void sseg_state_get_stats(const sseg_state_t *st, sseg_state_stats_t *s) {
+        *s = st->stats;
+        s->cache_entries = st->cnt;
+        s->cache_bytes = st->cnt * ENTRY_COST + (st->mask + 1) * sizeof(void *);
+}
+
+int64_t sseg_state_property_int(sseg_state_t *st, const char *name) {
+        uint64_t v;
+        if (rocksdb_property_int(st->db, name, &v))
+                return -1;
+        return (int64_t)v;
+}

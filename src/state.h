@@ -1,0 +1,107 @@
+/*
+ * state: the instance's RocksDB and the bounded write-back cache of user states in front of
+ * it. Owns the key layout, the packed versioned value format, the per-partition metadata
+ * (next input offset, counters, watermark) and the commit of one cycle as one WriteBatch.
+ * Does not own what a user state means (features.c) or when cycles happen (pipeline.c).
+ * Called from the processing thread only.
+ *
+ * Keys (binary, big-endian partition so a partition's keys are contiguous):
+ *   'u' BE32(partition) user_id           -> u16 version, u16 size, sseg_user_t bytes
+ *   'o' BE32(partition)                   -> sseg_partmeta_t (little-endian fields)
+ *   't' BE32(partition) BE64(due) user_id -> empty (churn timer index; churn.c)
+ *   'm' name                              -> model bytes (kmeans.c, churn.c)
+ */
+#ifndef SSEG_STATE_H
+#define SSEG_STATE_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "features.h"
+#include "streamseg/streamseg.h"
+
+typedef struct sseg_state_s sseg_state_t;
+
+/* Per-partition progress, written in the same WriteBatch as the user states it covers. */
+typedef struct {
+        int64_t next_offset;  /* next input offset to process; -1 none stored */
+        uint64_t processed;   /* records applied to a user state */
+        uint64_t dead;        /* records dead-lettered */
+        int64_t watermark_ms; /* max event time applied (0 none) */
+} sseg_partmeta_t;
+
+/* A cached user. `u` may be modified by the caller after sseg_state_get() until the next
+ * sseg_state_commit() or sseg_state_drop_partition(); the pointer stays valid until then. */
+typedef struct sseg_entry_s {
+        sseg_user_t u;
+        uint64_t hash;
+        uint32_t clock; /* CLOCK reference bit for eviction */
+        int32_t partition;
+        uint8_t dirty;
+        uint8_t klen;
+        char uid[SSEG_USER_ID_MAX + 1];
+} sseg_entry_t;
+
+typedef struct {
+        uint64_t hits, misses, loads, evictions, commits, users_written;
+        uint64_t cache_entries, cache_bytes;
+        double last_commit_ms;
+} sseg_state_stats_t;
+
+/* Opens (creating) the RocksDB in dir. readonly opens an existing store without writing.
+ * cache_max_bytes bounds the write-back cache. sync: fsync the WAL at each commit. Errors:
+ * SSEG_ERR_STATE with RocksDB's message. Free with sseg_state_close(). */
+sseg_state_t *sseg_state_open(const char *dir, size_t cache_max_bytes, int readonly, int sync,
+                              sseg_err_t *errp, char *errstr, size_t errstr_size);
+void sseg_state_close(sseg_state_t *st);
+
+/* The cached state of a user for update: loaded from RocksDB or initialised (sseg_user_init,
+ * *is_new = 1) on a miss, and marked dirty. NULL on a RocksDB or version error (*errp). */
+sseg_entry_t *sseg_state_get(sseg_state_t *st, int32_t partition, const char *uid, size_t len,
+                             int *is_new, sseg_err_t *errp, char *errstr, size_t errstr_size);
+
+/* The dirty entries of this cycle, in first-dirtied order (borrowed until commit). */
+sseg_entry_t **sseg_state_dirty(sseg_state_t *st, size_t *cnt);
+
+/* 1 when the cache holds more than its byte bound: end the cycle early. */
+int sseg_state_over_budget(const sseg_state_t *st);
+
+/* Extra writes for the current cycle's batch (model, timers); applied atomically with the
+ * dirty users at the next commit. Values copied. */
+void sseg_state_batch_put(sseg_state_t *st, const void *k, size_t kl, const void *v, size_t vl);
+void sseg_state_batch_delete(sseg_state_t *st, const void *k, size_t kl);
+
+/* Writes one WriteBatch: every dirty user, the metas of the given partitions and the extra
+ * writes; then marks the users clean and evicts clean entries beyond the byte bound. */
+sseg_err_t sseg_state_commit(sseg_state_t *st, const int32_t *parts, const sseg_partmeta_t *metas,
+                             int n, char *errstr, size_t errstr_size);
+
+/* Loads a partition's meta; SSEG_ERR_NOENT (meta set to "none") if never committed. */
+sseg_err_t sseg_state_meta_get(sseg_state_t *st, int32_t partition, sseg_partmeta_t *meta,
+                               char *errstr, size_t errstr_size);
+
+/* Evicts every cached entry of a partition (after its revoke); dirty ones are discarded, so
+ * commit first. */
+void sseg_state_drop_partition(sseg_state_t *st, int32_t partition);
+
+/* Point read of a stored value (not through the cache). *val is malloc'ed: free() it. */
+sseg_err_t sseg_state_read(sseg_state_t *st, const void *k, size_t kl, char **val, size_t *vl,
+                           char *errstr, size_t errstr_size);
+
+/* Decodes a stored user value into *u; SSEG_ERR_STATE_VERSION for another layout. */
+sseg_err_t sseg_state_unpack_user(const char *val, size_t vl, sseg_user_t *u);
+
+/* Iterates every stored key with the given prefix in key order; cb returns non-zero to stop.
+ * Reads RocksDB (committed data), not the cache. */
+typedef int(sseg_state_iter_cb)(void *opaque, const char *k, size_t kl, const char *v, size_t vl);
+sseg_err_t sseg_state_scan(sseg_state_t *st, const void *prefix, size_t pl, sseg_state_iter_cb *cb,
+                           void *opaque, char *errstr, size_t errstr_size);
+
+/* Builds the key of a user ('u' + BE32 partition + uid) into out (>= 5 + len bytes); returns
+ * the key length. */
+size_t sseg_state_user_key(char *out, int32_t partition, const char *uid, size_t len);
+
+void sseg_state_get_stats(const sseg_state_t *st, sseg_state_stats_t *s);
+
+/* RocksDB property (e.g. "rocksdb.estimate-num-keys") as an integer; -1 if unavailable. */
+int64_t sseg_state_property_int(sseg_state_t *st, const char *name);
+#endif

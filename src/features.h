@@ -131,4 +131,11 @@ void sseg_features_derive(const sseg_user_t *u, int64_t now_ms, sseg_derived_t *
 
 /* FNV-1a 64-bit hash (stable across runs and machines; 0 is mapped to 1). */
 uint64_t sseg_hash64(const void *p, size_t n);
+
+/* 2^(-dt/halflife): the factor that refers a decayed count dt_ms older to the present; 1 for
+ * dt_ms <= 0 (a reference in the future does not grow counts). */
+double sseg_decay_factor(int64_t dt_ms, double halflife_days);
+
+/* Shannon entropy in bits of the tracked categories' weights (0 with fewer than 2). */
+double sseg_features_entropy(const sseg_user_t *u);
 #endif

@@ -176,7 +176,7 @@ static void purchase_day(sseg_user_t *u, int64_t ts) {
 }
 
 static void apply_purchase(sseg_user_t *u, const sseg_event_t *ev, double amount) {
-        int had_purchase = u->n_by_type[SSEG_EV_PURCHASE] > 0; /* before this event */
+        int had_purchase = u->n_by_type[SSEG_EV_PURCHASE] > 1; /* this one is counted */
         size_t on = opt_len(ev->order_id);
         uint64_t oh = on ? sseg_hash64(ev->order_id, on) : 0;
         int new_order = !on || oh != u->last_order_hash;

@@ -618,6 +618,53 @@ static void test_resolution_v2(void) {
         sseg_decoder_destroy(d);
 }
 
+/* Regression: Avro-C's avro_schema_equal() calls enums with extra symbols equal; such a
+ * writer must still map its unknown symbol to bad_type, not misread it on the fast path. */
+static void test_extra_symbol_same_layout(void) {
+        const char *schemas = getenv("SSEG_SCHEMAS");
+        char src[512], dst[600];
+        snprintf(src, sizeof(src), "%s/event.avsc", schemas ? schemas : "schemas");
+        size_t n;
+        char *text = read_file(src, &n);
+        CHECK(text != NULL);
+        if (!text)
+                return;
+        char *at = strstr(text, "\"REFUND\"]");
+        CHECK(at != NULL);
+        if (!at) {
+                free(text);
+                return;
+        }
+        snprintf(dst, sizeof(dst), "%s/event_wish.avsc", tmpdir);
+        FILE *f = fopen(dst, "w");
+        fwrite(text, 1, (size_t)(at - text), f);
+        fputs("\"REFUND\", \"WISHLIST\"]", f);
+        fputs(at + strlen("\"REFUND\"]"), f);
+        fclose(f);
+        free(text);
+        sseg_decoder_t *d = new_avro(dst, 0, 0);
+        if (!d)
+                return;
+        sseg_event_t in, out;
+        char why[256];
+        sseg_buf_t b;
+        sseg_buf_init(&b);
+        fill_full(&in);
+        sseg_event_encode_avro(&in, &b);
+        CHECK_INT_EQ(dec(d, b.p, b.len, 0, &out, NULL, why, sizeof(why)), SSEG_DLQ_NONE);
+        CHECK(!memcmp(&in, &out, sizeof(in)));
+        in.type = (sseg_evtype_t)7; /* WISHLIST in the writer's enum */
+        sseg_buf_reset(&b);
+        sseg_event_encode_avro(&in, &b);
+        CHECK_INT_EQ(dec(d, b.p, b.len, 0, &out, NULL, why, sizeof(why)), SSEG_DLQ_BAD_TYPE);
+        in.type = (sseg_evtype_t)8; /* past the writer's enum: not an encoding of it */
+        sseg_buf_reset(&b);
+        sseg_event_encode_avro(&in, &b);
+        CHECK_INT_EQ(dec(d, b.p, b.len, 0, &out, NULL, why, sizeof(why)), SSEG_DLQ_UNDECODABLE);
+        sseg_buf_free(&b);
+        sseg_decoder_destroy(d);
+}
+
 static void test_bad_schema_files(void) {
         char path[512], err[512] = "";
         sseg_err_t e = SSEG_OK;
@@ -902,6 +949,7 @@ int main(void) {
         test_contract();
         test_resolution_v0();
         test_resolution_v2();
+        test_extra_symbol_same_layout();
         test_bad_schema_files();
         test_confluent_dir();
         test_registry_url();

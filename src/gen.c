@@ -474,6 +474,10 @@ static void start_session(const sseg_gen_t *g, user_t *u) {
         const sseg_gen_persona_params_t *pp = &personas[u->persona];
         double tot = (double)u->srate + (double)u->lambda;
         u->purchase = tot > 0 && u01(splitmix(&u->rng)) * tot < (double)u->lambda;
+        /* A new user's first visit (the join) is a sign-up browse: their purchase process
+         * starts at the join, so it stays an unbiased Poisson(λ) from there. */
+        if (pp->joins_late && u->sessions == 0)
+                u->purchase = 0;
         u->sessions++;
         u->pend = 0;
         if (u->refund_order)

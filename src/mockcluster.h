@@ -37,9 +37,11 @@ const char *sseg_mockcluster_bootstraps(const sseg_mockcluster_t *mc);
 int sseg_mockcluster_broker_count(const sseg_mockcluster_t *mc);
 
 /* Creates a topic (name copied). replication is capped at the broker count. Creating a topic
- * that already exists is SSEG_ERR_INVAL. The mock also auto-creates topics that clients ask
- * for in a Metadata request (with 4 partitions): create topics explicitly before clients use
- * them when the partition count matters. */
+ * that already exists is SSEG_ERR_INVAL. The 2.0.2 mock also creates, with 4 partitions, any
+ * unknown topic a client names in a Metadata request (so any topic a client produces to or
+ * subscribes to), and clients cannot opt out (allow.auto.create.topics=false needs a Metadata
+ * version the mock does not offer): create topics explicitly, before clients use them, when
+ * the partition count matters. */
 sseg_err_t sseg_mockcluster_create_topic(sseg_mockcluster_t *mc, const char *name, int partitions,
                                          int replication, char *errstr, size_t errstr_size);
 

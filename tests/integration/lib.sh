@@ -160,7 +160,8 @@ wait_until() {
 # _sseg_lines FILE: number of complete (newline-terminated) lines.
 _sseg_lines() {
         local n
-        n=$(wc -l <"$1" 2>/dev/null) || n=0
+        # The file may not exist yet: the redirection's own error must be silenced too.
+        n=$({ wc -l <"$1"; } 2>/dev/null) || n=0
         echo "$n"
 }
 

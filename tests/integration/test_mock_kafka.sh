@@ -86,7 +86,7 @@ mock_stop 5
         >"$SSEG_TMP/m2.out" 2>"$SSEG_TMP/m2.err" &
 M2=$!
 sseg_track_pid "$M2"
-wait_until '[ "$(wc -l <"$SSEG_TMP/m2.out")" -ge 1 ]' 10 || fail "second mock printed no bootstrap"
+wait_until '[ -s "$SSEG_TMP/m2.out" ] && [ "$(wc -l <"$SSEG_TMP/m2.out")" -ge 1 ]' 10 || fail "second mock printed no bootstrap"
 sleep "$(sseg_scale 0.5)"
 kill -0 "$M2" 2>/dev/null || fail "mock-kafka stopped when its stdin reached EOF"
 B2=$(head -n 1 "$SSEG_TMP/m2.out")

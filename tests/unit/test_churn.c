@@ -40,8 +40,7 @@ typedef struct {
 
 static cdcust_t CD[CD_MAX];
 static int CDN;
-static const int32_t *CAL_END_DAY; /* set in load_cdnow */
-static int32_t cal_end;
+static int32_t cal_end; /* UTC day of 1997-09-30, the last calibration day */
 
 /* Reads the sample: "master_id sample_id yyyymmdd cds dollars" (CRLF). Purchases on one day
  * are one transaction (value summed); only days up to 1997-09-30 count. */
@@ -55,7 +54,6 @@ static int load_cdnow(void) {
                 return -1;
         }
         cal_end = civil_days(1997, 9, 30);
-        CAL_END_DAY = &cal_end;
         char line[256];
         for (int ln = 0; ln < 100000 && fgets(line, sizeof(line), f); ln++) {
                 long master, sid, date, cds;
@@ -796,6 +794,5 @@ int main(void) {
         test_recovery();
         test_gg_recovery();
         free(X), free(TX), free(TT);
-        (void)CAL_END_DAY;
         return check_result();
 }

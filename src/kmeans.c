@@ -20,6 +20,11 @@
 #include "kmeans.h"
 
 #include <cblas.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#include <xmmintrin.h>
+#endif
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -59,11 +64,13 @@ struct sseg_kmeans_s {
 
         /* derived from the above by prep(), not stored */
         double *inv_sd; /* [dim] */
+        float *sa, *sb; /* [dim] float 1/sd and -mean/sd of the hot loop */
+        float *xs;      /* [asg_cap*dim] a sanitised copy of a batch with non-finite values */
         float *cz;      /* [k*dim] standardised centres */
         float *cn2;     /* [k] squared norms of cz */
         float *zb;      /* [CHUNK*dim] a standardised chunk */
         float *zn2;     /* [CHUNK] */
-        float *g;       /* [CHUNK*k] distances when the caller wants none */
+        float *g;       /* [k*CHUNK] centre-major scratch of nearest() */
         double *acc;    /* [k*dim] per-centre sums of a batch */
         double *accn;   /* [k] */
         int *asg;       /* [asg_cap] assignments of a batch */
@@ -174,6 +181,8 @@ static sseg_kmeans_t *alloc_model(const sseg_kmeans_opts_t *o) {
         km->cent = calloc(k * d, sizeof(double));
         km->count = calloc(k, sizeof(double));
         km->inv_sd = calloc(d, sizeof(double));
+        km->sa = calloc(d, sizeof(float));
+        km->sb = calloc(d, sizeof(float));
         km->cz = calloc(k * d, sizeof(float));
         km->cn2 = calloc(k, sizeof(float));
         km->zb = calloc(CHUNK * d, sizeof(float));
@@ -181,8 +190,8 @@ static sseg_kmeans_t *alloc_model(const sseg_kmeans_opts_t *o) {
         km->g = calloc(CHUNK * k, sizeof(float));
         km->acc = calloc(k * d, sizeof(double));
         km->accn = calloc(k, sizeof(double));
-        if (!km->mean || !km->m2 || !km->cent || !km->count || !km->inv_sd || !km->cz || !km->cn2 ||
-            !km->zb || !km->zn2 || !km->g || !km->acc || !km->accn) {
+        if (!km->mean || !km->m2 || !km->cent || !km->count || !km->inv_sd || !km->sa || !km->sb ||
+            !km->cz || !km->cn2 || !km->zb || !km->zn2 || !km->g || !km->acc || !km->accn) {
                 sseg_kmeans_destroy(km);
                 return NULL;
         }
@@ -213,6 +222,9 @@ void sseg_kmeans_destroy(sseg_kmeans_t *km) {
         free(km->count);
         free(km->res);
         free(km->inv_sd);
+        free(km->sa);
+        free(km->sb);
+        free(km->xs);
         free(km->cz);
         free(km->cn2);
         free(km->zb);
@@ -239,6 +251,10 @@ static int grow_batch(sseg_kmeans_t *km, int B) {
         if (!r)
                 return -1;
         km->rowd2 = r;
+        float *xs = realloc(km->xs, (size_t)cap * km->o.dim * sizeof(float));
+        if (!xs)
+                return -1;
+        km->xs = xs;
         km->asg_cap = cap;
         return 0;
 }
@@ -247,6 +263,33 @@ static int grow_batch(sseg_kmeans_t *km, int B) {
 
 static inline double val(float v) {
         return isfinite(v) ? (double)v : 0.0;
+}
+
+/* A copy of the batch in km->xs with non-finite values replaced by 0 (the rare path: the hot
+ * loops then need no checks). */
+static const float *sanitize(sseg_kmeans_t *km, const float *X, int B) {
+        size_t n = (size_t)B * km->o.dim;
+        for (size_t t = 0; t < n; t++)
+                km->xs[t] = (float)val(X[t]);
+        return km->xs;
+}
+
+/* X itself when every value is finite, else the sanitised copy. */
+static const float *checked(sseg_kmeans_t *km, const float *X, int B) {
+        size_t n = (size_t)B * km->o.dim, t = 0;
+#ifdef __SSE2__
+        /* |x| <= FLT_MAX is false for NaN and infinities */
+        __m128 mx = _mm_set1_ps(FLT_MAX), abs = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+        __m128 ok = _mm_castsi128_ps(_mm_set1_epi32(-1));
+        for (; t + 4 <= n; t += 4)
+                ok = _mm_and_ps(ok, _mm_cmple_ps(_mm_and_ps(_mm_loadu_ps(X + t), abs), mx));
+        if (_mm_movemask_ps(ok) != 0xf)
+                return sanitize(km, X, B);
+#endif
+        for (; t < n; t++)
+                if (!isfinite(X[t]))
+                        return sanitize(km, X, B);
+        return X;
 }
 
 static double sd_of(const sseg_kmeans_t *km, int j) {
@@ -260,25 +303,54 @@ static double sd_of(const sseg_kmeans_t *km, int j) {
 }
 
 /* Merges a batch into the forgetting Welford statistics: old weight decays by alpha^B, the
- * batch's own mean and M2 are computed in two passes and merged (Chan et al. 1979). */
-static void stats_update(sseg_kmeans_t *km, const float *X, int B) {
+ * batch's mean and M2 are merged (Chan et al. 1979). One pass over the rows, shifted by the
+ * running mean (Welford's shift keeps sum(e^2) - sum(e)^2/B accurate when the shift is near
+ * the batch mean). Returns -1, changing nothing, if a sum is not finite: the batch holds a
+ * NaN or an infinity (a double sum of finite floats cannot overflow). */
+static int stats_update(sseg_kmeans_t *km, const float *X, int B) {
         int d = km->o.dim;
+        double s1[SSEG_KMEANS_MAX_DIM] = {0}, s2[SSEG_KMEANS_MAX_DIM] = {0};
+        double sh[SSEG_KMEANS_MAX_DIM];
+        for (int j = 0; j < d; j++)
+                sh[j] = km->mean[j];
+        int j0 = 0;
+#ifdef __SSE2__
+        /* two dimensions per SSE2 register, the same double operations as the scalar loop */
+        j0 = d & ~1;
+        for (int j = 0; j < j0; j += 2) {
+                __m128d a1 = _mm_setzero_pd(), a2 = _mm_setzero_pd(), h = _mm_loadu_pd(sh + j);
+                for (int i = 0; i < B; i++) {
+                        __m128 x2 = _mm_castsi128_ps(_mm_loadl_epi64(
+                            (const __m128i *)(const void *)(X + (size_t)i * d + j)));
+                        __m128d e = _mm_sub_pd(_mm_cvtps_pd(x2), h);
+                        a1 = _mm_add_pd(a1, e);
+                        a2 = _mm_add_pd(a2, _mm_mul_pd(e, e));
+                }
+                _mm_storeu_pd(s1 + j, a1);
+                _mm_storeu_pd(s2 + j, a2);
+        }
+#endif
+        for (int i = 0; i < B; i++) {
+                const float *x = X + (size_t)i * d;
+                for (int j = j0; j < d; j++) {
+                        double e = (double)x[j] - sh[j];
+                        s1[j] += e;
+                        s2[j] += e * e;
+                }
+        }
+        for (int j = 0; j < d; j++)
+                if (!isfinite(s2[j]))
+                        return -1;
         double decay = pow(km->alpha, (double)B);
         double wold = km->w * decay, wnew = wold + B;
         for (int j = 0; j < d; j++) {
-                double s = 0;
-                for (int i = 0; i < B; i++)
-                        s += val(X[(size_t)i * d + j]);
-                double mb = s / B, m2b = 0;
-                for (int i = 0; i < B; i++) {
-                        double e = val(X[(size_t)i * d + j]) - mb;
-                        m2b += e * e;
-                }
+                double mb = sh[j] + s1[j] / B, q = s2[j] - s1[j] * s1[j] / B;
                 double delta = mb - km->mean[j];
                 km->mean[j] += delta * B / wnew;
-                km->m2[j] = km->m2[j] * decay + m2b + delta * delta * wold * B / wnew;
+                km->m2[j] = km->m2[j] * decay + (q > 0 ? q : 0) + delta * delta * wold * B / wnew;
         }
         km->w = wnew;
+        return 0;
 }
 
 static inline float zval(const sseg_kmeans_t *km, int j, double x) {
@@ -289,11 +361,14 @@ static inline float zval(const sseg_kmeans_t *km, int j, double x) {
         return (float)z;
 }
 
-/* Refreshes inv_sd and the standardised centres from the statistics and centres. */
+/* Refreshes inv_sd, the float scale/shift of the hot loop and the standardised centres. */
 static void prep(sseg_kmeans_t *km) {
         int d = km->o.dim, k = km->o.k;
-        for (int j = 0; j < d; j++)
+        for (int j = 0; j < d; j++) {
                 km->inv_sd[j] = 1.0 / sd_of(km, j);
+                km->sa[j] = (float)km->inv_sd[j];
+                km->sb[j] = (float)(-km->mean[j] * km->inv_sd[j]);
+        }
         for (int c = 0; c < k; c++) {
                 double n2 = 0;
                 for (int j = 0; j < d; j++) {
@@ -307,74 +382,155 @@ static void prep(sseg_kmeans_t *km) {
         }
 }
 
+/* z = x * (1/sd) + (-mean/sd) in float, clipped; and |z|^2 per row as four partial sums, lane
+ * l summing the dimensions j = l mod 4, added as (p0 + p1) + (p2 + p3). The SSE path and the
+ * scalar path do the same float operations in the same order, so they give the same bits. */
 static void standardize_rows(const sseg_kmeans_t *km, const float *X, int n, float *Z, float *zn2) {
         int d = km->o.dim;
-        for (int i = 0; i < n; i++) {
-                double n2 = 0;
-                for (int j = 0; j < d; j++) {
-                        float z = zval(km, j, val(X[(size_t)i * d + j]));
-                        Z[(size_t)i * d + j] = z;
-                        n2 += (double)z * z;
+        const float *sa = km->sa, *sb = km->sb;
+        float c = (float)km->o.zclip;
+#ifdef __SSE2__
+        if (d % 4 == 0) { /* the segvec size 16 takes this path */
+                __m128 hi = _mm_set1_ps(c), lo = _mm_set1_ps(-c);
+                for (int i = 0; i < n; i++) {
+                        const float *x = X + (size_t)i * d;
+                        float *z = Z + (size_t)i * d;
+                        __m128 p = _mm_setzero_ps();
+                        for (int j = 0; j < d; j += 4) {
+                                __m128 v = _mm_add_ps(
+                                    _mm_mul_ps(_mm_loadu_ps(x + j), _mm_loadu_ps(sa + j)),
+                                    _mm_loadu_ps(sb + j));
+                                if (c > 0) /* v > c ? c : (v < -c ? -c : v) */
+                                        v = _mm_min_ps(_mm_max_ps(v, lo), hi);
+                                _mm_storeu_ps(z + j, v);
+                                p = _mm_add_ps(p, _mm_mul_ps(v, v));
+                        }
+                        float q[4];
+                        _mm_storeu_ps(q, p);
+                        zn2[i] = (q[0] + q[1]) + (q[2] + q[3]);
                 }
-                zn2[i] = (float)n2;
+                return;
+        }
+#endif
+        for (int i = 0; i < n; i++) {
+                const float *x = X + (size_t)i * d;
+                float *z = Z + (size_t)i * d;
+                float p[4] = {0, 0, 0, 0};
+                for (int j = 0; j < d; j++) {
+                        float v = x[j] * sa[j] + sb[j];
+                        if (c > 0)
+                                v = v < -c ? -c : (v > c ? c : v);
+                        z[j] = v;
+                        p[j & 3] += v * v;
+                }
+                zn2[i] = (p[0] + p[1]) + (p[2] + p[3]);
         }
 }
 
 /* ---- nearest centre ------------------------------------------------------------------------ */
 
-/* Squared distances of n standardised rows Z (norms zn2) to k centres C (norms cn2) through
- * one sgemm: G = -2 Z C^T, then G += |z|^2 + |c|^2, clamped at 0 (rounding can go below).
- * Writes G (n*k) and, per row, the nearest centre (first on ties) and its squared distance. */
+/* Nearest of k centres C (norms cn2) for n standardised rows Z (norms zn2) through one sgemm
+ * into centre-major scratch Gt (k x n): Gt = -2 C Z^T. The nearest centre of row i is the
+ * first argmin over c of Gt[c][i] + |c|^2 (centre-major, so four rows at a time in SSE); its
+ * squared distance adds |z|^2, clamped at 0 (rounding can go below). dist (may be NULL, n x k
+ * row-major) gets the Euclidean distances sqrt(max(0, (Gt + |c|^2) + |z|^2)). */
 static void nearest(const float *Z, const float *zn2, int n, int d, const float *C,
-                    const float *cn2, int k, float *G, int *asg, float *d2min) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, k, d, -2.0f, Z, d, C, d, 0.0f, G,
-                    k);
-        for (int i = 0; i < n; i++) {
-                float *g = G + (size_t)i * k;
-                int best = 0;
-                float bd = INFINITY;
+                    const float *cn2, int k, float *Gt, int *asg, float *d2min, float *dist) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, k, n, d, -2.0f, C, d, Z, d, 0.0f, Gt,
+                    n);
+        int i = 0;
+#ifdef __SSE2__
+        __m128 zero = _mm_setzero_ps();
+        for (; i + 4 <= n; i += 4) {
+                __m128 bv = _mm_set1_ps(INFINITY);
+                __m128i bi = _mm_setzero_si128();
                 for (int c = 0; c < k; c++) {
-                        float v = g[c] + zn2[i] + cn2[c];
-                        v = v > 0 ? v : 0;
-                        g[c] = v;
-                        if (v < bd) {
-                                bd = v;
-                                best = c;
+                        __m128 v =
+                            _mm_add_ps(_mm_loadu_ps(Gt + (size_t)c * n + i), _mm_set1_ps(cn2[c]));
+                        __m128 lt = _mm_cmplt_ps(v, bv); /* strict: the first minimum wins */
+                        bv = _mm_or_ps(_mm_and_ps(lt, v), _mm_andnot_ps(lt, bv));
+                        __m128i m = _mm_castps_si128(lt);
+                        bi = _mm_or_si128(_mm_and_si128(m, _mm_set1_epi32(c)),
+                                          _mm_andnot_si128(m, bi));
+                }
+                __m128 d2 = _mm_max_ps(_mm_add_ps(bv, _mm_loadu_ps(zn2 + i)), zero);
+                _mm_storeu_ps(d2min + i, d2);
+                _mm_storeu_si128((__m128i *)(void *)(asg + i), bi);
+                if (!dist)
+                        continue;
+                __m128 zz = _mm_loadu_ps(zn2 + i), r[4];
+                for (int c0 = 0; c0 < k; c0 += 4) {
+                        int m = k - c0 < 4 ? k - c0 : 4;
+                        for (int l = 0; l < 4; l++) {
+                                int c = c0 + (l < m ? l : 0);
+                                __m128 v =
+                                    _mm_add_ps(_mm_add_ps(_mm_loadu_ps(Gt + (size_t)c * n + i),
+                                                          _mm_set1_ps(cn2[c])),
+                                               zz);
+                                r[l] = _mm_sqrt_ps(_mm_max_ps(v, zero));
+                        }
+                        /* 4 centres x 4 rows -> 4 rows x 4 centres */
+                        _MM_TRANSPOSE4_PS(r[0], r[1], r[2], r[3]);
+                        for (int l = 0; l < 4; l++) {
+                                float *o = dist + (size_t)(i + l) * k + c0;
+                                if (m == 4) {
+                                        _mm_storeu_ps(o, r[l]);
+                                } else {
+                                        float q[4];
+                                        _mm_storeu_ps(q, r[l]);
+                                        memcpy(o, q, (size_t)m * sizeof(float));
+                                }
                         }
                 }
+        }
+#endif
+        for (; i < n; i++) {
+                float bv = INFINITY;
+                int best = 0;
+                for (int c = 0; c < k; c++) {
+                        float v = Gt[(size_t)c * n + i] + cn2[c];
+                        best = v < bv ? c : best;
+                        bv = v < bv ? v : bv;
+                }
+                float d2 = bv + zn2[i];
                 asg[i] = best;
-                d2min[i] = bd;
+                d2min[i] = d2 > 0 ? d2 : 0;
+                for (int c = 0; dist && c < k; c++) {
+                        float v = (Gt[(size_t)c * n + i] + cn2[c]) + zn2[i];
+                        dist[(size_t)i * k + c] = v > 0 ? sqrtf(v) : 0.0f;
+                }
         }
 }
 
 /* Assigns B rows with the prepared centres; distances (Euclidean) to dist_out if given.
- * Accumulates per-centre sums of the (clipped) rows into acc/accn when acc_on. */
+ * Accumulates per-centre sums of the standardised (clipped) rows into acc/accn when acc_on:
+ * the update maps them back to original units (mean + z sd), which is the row itself when
+ * not clipped. */
 static void assign_rows(sseg_kmeans_t *km, const float *X, int B, int *asg, float *rowd2,
                         float *dist_out, int acc_on) {
         int d = km->o.dim, k = km->o.k;
         for (int r0 = 0; r0 < B; r0 += CHUNK) {
                 int n = B - r0 < CHUNK ? B - r0 : CHUNK;
                 standardize_rows(km, X + (size_t)r0 * d, n, km->zb, km->zn2);
-                float *G = dist_out ? dist_out + (size_t)r0 * k : km->g;
-                nearest(km->zb, km->zn2, n, d, km->cz, km->cn2, k, G, asg + r0, rowd2 + r0);
-                if (dist_out)
-                        for (size_t t = 0; t < (size_t)n * k; t++)
-                                G[t] = sqrtf(G[t]);
+                nearest(km->zb, km->zn2, n, d, km->cz, km->cn2, k, km->g, asg + r0, rowd2 + r0,
+                        dist_out ? dist_out + (size_t)r0 * k : NULL);
                 if (!acc_on)
                         continue;
                 for (int i = 0; i < n; i++) {
                         int c = asg[r0 + i];
-                        const float *x = X + (size_t)(r0 + i) * d;
                         const float *z = km->zb + (size_t)i * d;
                         double *a = km->acc + (size_t)c * d;
-                        for (int j = 0; j < d; j++) {
-                                /* the clipped value back in original units; the raw one when
-                                 * not clipped, so the update is exactly Sculley's */
-                                double xv = val(x[j]);
-                                if (km->o.zclip > 0 && fabsf(z[j]) >= (float)km->o.zclip)
-                                        xv = km->mean[j] + (double)z[j] / km->inv_sd[j];
-                                a[j] += xv;
+                        int j = 0;
+#ifdef __SSE2__
+                        for (; j + 2 <= d; j += 2) {
+                                __m128 z2 = _mm_castsi128_ps(
+                                    _mm_loadl_epi64((const __m128i *)(const void *)(z + j)));
+                                _mm_storeu_pd(a + j,
+                                              _mm_add_pd(_mm_loadu_pd(a + j), _mm_cvtps_pd(z2)));
                         }
+#endif
+                        for (; j < d; j++)
+                                a[j] += z[j];
                         km->accn[c] += 1;
                 }
         }
@@ -463,8 +619,8 @@ static double lloyd(const float *Z, const float *zn2, int n, int d, int k, float
                         int m = n - r0 < CHUNK ? n - r0 : CHUNK;
                         int prev[CHUNK];
                         memcpy(prev, asg + r0, (size_t)m * sizeof(int));
-                        nearest(Z + (size_t)r0 * d, zn2 + r0, m, d, C, cn2, k, G, asg + r0,
-                                d2 + r0);
+                        nearest(Z + (size_t)r0 * d, zn2 + r0, m, d, C, cn2, k, G, asg + r0, d2 + r0,
+                                0);
                         for (int i = 0; i < m; i++)
                                 changed += prev[i] != asg[r0 + i];
                 }
@@ -656,7 +812,10 @@ sseg_err_t sseg_kmeans_observe_batch(sseg_kmeans_t *km, const float *X, int B, i
         int k = km->o.k, d = km->o.dim;
         if (grow_batch(km, B))
                 return SSEG_ERR_NOMEM;
-        stats_update(km, X, B);
+        if (stats_update(km, X, B)) {
+                X = sanitize(km, X, B);
+                stats_update(km, X, B);
+        }
         int just_init = 0;
         if (!km->initialized) {
                 reservoir_add(km, X, B);
@@ -697,8 +856,10 @@ sseg_err_t sseg_kmeans_observe_batch(sseg_kmeans_t *km, const float *X, int B, i
                 if (m > 0) {
                         double *ce = km->cent + (size_t)c * d;
                         const double *a = km->acc + (size_t)c * d;
+                        /* sum of the rows in original units: m mean + sd sum(z) */
                         for (int j = 0; j < d; j++)
-                                ce[j] = (v * ce[j] + a[j]) / (v + m);
+                                ce[j] =
+                                    (v * ce[j] + m * km->mean[j] + a[j] / km->inv_sd[j]) / (v + m);
                 }
                 km->count[c] = v + m;
         }
@@ -738,6 +899,7 @@ sseg_err_t sseg_kmeans_assign(sseg_kmeans_t *km, const float *X, int B, int *ass
                 return SSEG_OK;
         if (grow_batch(km, B))
                 return SSEG_ERR_NOMEM;
+        X = checked(km, X, B);
         prep(km);
         assign_rows(km, X, B, km->asg, km->rowd2, dist_out, 0);
         if (assign_out)
@@ -748,6 +910,7 @@ sseg_err_t sseg_kmeans_assign(sseg_kmeans_t *km, const float *X, int B, int *ass
 double sseg_kmeans_objective(sseg_kmeans_t *km, const float *X, int B) {
         if (!km->initialized || B < 0 || B > SSEG_KMEANS_MAX_BATCH || grow_batch(km, B))
                 return -1;
+        X = checked(km, X, B);
         prep(km);
         assign_rows(km, X, B, km->asg, km->rowd2, NULL, 0);
         double s = 0;

@@ -67,7 +67,7 @@ static void serialize(const sseg_kmeans_t *km, sseg_buf_t *b) {
 /* ---- BLAS assignment = brute force ---------------------------------------------------------- */
 
 static void test_blas_vs_brute(int k, int d) {
-        int B = 1500; /* more than one sgemm chunk */
+        int B = 1501; /* more than one sgemm chunk, not a multiple of 4 (scalar tail) */
         sseg_kmeans_opts_t o = opts(k, d);
         o.init_min_users = 1 << 30; /* never self-initialise: centres are set below */
         sseg_kmeans_t *km = sseg_kmeans_new(&o);
@@ -657,6 +657,7 @@ int main(void) {
         test_blas_vs_brute(8, 16);
         test_blas_vs_brute(32, 16);
         test_blas_vs_brute(8, 12);
+        test_blas_vs_brute(7, 5); /* odd k and dim: every tail path */
         test_update_rule();
         test_kmeanspp_deterministic();
         test_reseed();

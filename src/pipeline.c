@@ -39,10 +39,11 @@ struct sseg_pipeline_s {
         rd_kafka_t *consumer;
         rd_kafka_queue_t *cq;
         rd_kafka_t *producer;
-        rd_kafka_topic_t *t_profiles, *t_dlq;
+        rd_kafka_topic_t *topics[SSEG_OUTPUT__CNT];
         sseg_decoder_t *dec;
         sseg_state_t *st;
-        part_t *parts; /* MAX_PARTITIONS */
+        uint64_t done_count; /* processed + dead, published for other threads */
+        part_t *parts;       /* MAX_PARTITIONS */
         rd_kafka_message_t **msgs;
         sseg_buf_t out;
         sseg_event_t ev;
@@ -87,6 +88,9 @@ static void set_fatal(sseg_pipeline_t *p, sseg_err_t err, const char *msg) {
         snprintf(p->fatal_msg, sizeof(p->fatal_msg), "%s", msg);
         sseg_error("%s", msg);
 }
+
+static sseg_err_t produce(sseg_pipeline_t *p, rd_kafka_topic_t *rkt, const void *key, size_t klen,
+                          const void *val, size_t vlen, rd_kafka_headers_t *hdrs);
 
 /* --- librdkafka callbacks ---------------------------------------------------------------- */
 
@@ -188,12 +192,9 @@ static sseg_err_t emit_profiles(sseg_pipeline_t *p) {
                 sseg_profile_encode(&e->u, e->uid, e->klen, e->partition, pt->meta.watermark_ms,
                                     (sseg_out_format_t)p->conf->output_format, &p->out);
                 char id[SSEG_USER_ID_MAX + 32];
-                int idl =
-                    snprintf(id, sizeof(id), "%s:%llu", e->uid, (unsigned long long)e->u.n_events);
-                rd_kafka_headers_t *h = rd_kafka_headers_new(1);
-                rd_kafka_header_add(h, "sseg.id", -1, id, idl);
-                sseg_err_t err =
-                    produce(p, p->t_profiles, e->uid, e->klen, p->out.p, p->out.len, h);
+                snprintf(id, sizeof(id), "%s:%llu", e->uid, (unsigned long long)e->u.n_events);
+                sseg_err_t err = sseg_pipeline_emit(p, SSEG_OUTPUT_PROFILES, e->uid, e->klen,
+                                                    p->out.p, p->out.len, id);
                 if (err)
                         return err;
                 p->stats.profiles_out++;
@@ -367,7 +368,7 @@ static sseg_err_t dead_letter(sseg_pipeline_t *p, const rd_kafka_message_t *m,
         rd_kafka_header_add(h, "sseg.source.partition", -1, part, -1);
         rd_kafka_header_add(h, "sseg.source.offset", -1, off, -1);
         rd_kafka_header_add(h, "sseg.id", -1, id, -1);
-        return produce(p, p->t_dlq, m->key, m->key_len, m->payload, m->len, h);
+        return produce(p, p->topics[SSEG_OUTPUT_DLQ], m->key, m->key_len, m->payload, m->len, h);
 }
 
 static sseg_err_t process(sseg_pipeline_t *p, const rd_kafka_message_t *m, double now) {
@@ -560,8 +561,9 @@ sseg_pipeline_t *sseg_pipeline_new(const sseg_conf_t *conf, sseg_err_t *errp, ch
                 err = SSEG_ERR_KAFKA;
                 goto fail;
         }
-        p->t_profiles = rd_kafka_topic_new(p->producer, conf->output_profiles_topic, NULL);
-        p->t_dlq = rd_kafka_topic_new(p->producer, conf->dlq_topic, NULL);
+        p->topics[SSEG_OUTPUT_PROFILES] =
+            rd_kafka_topic_new(p->producer, conf->output_profiles_topic, NULL);
+        p->topics[SSEG_OUTPUT_DLQ] = rd_kafka_topic_new(p->producer, conf->dlq_topic, NULL);
         if (!(kc = kafka_conf(p, 1, errstr, errstr_size))) {
                 err = SSEG_ERR_INVAL;
                 goto fail;
@@ -657,6 +659,8 @@ sseg_err_t sseg_pipeline_run(sseg_pipeline_t *p, volatile sig_atomic_t *stop, ch
                         rd_kafka_message_destroy(p->msgs[i]);
                 }
                 rd_kafka_poll(p->producer, 0); /* delivery reports */
+                __atomic_store_n(&p->done_count, p->stats.processed + p->stats.dead,
+                                 __ATOMIC_RELAXED);
                 if (p->fatal)
                         break;
                 if (now - p->cycle_start >= (double)p->conf->commit_interval_ms ||
@@ -688,6 +692,23 @@ sseg_err_t sseg_pipeline_run(sseg_pipeline_t *p, volatile sig_atomic_t *stop, ch
         return SSEG_OK;
 }
 
+sseg_err_t sseg_pipeline_emit(sseg_pipeline_t *p, sseg_output_t out, const void *key, size_t klen,
+                              const void *val, size_t vlen, const char *id) {
+        rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+        rd_kafka_header_add(h, "sseg.id", -1, id, -1);
+        return produce(p, p->topics[out], key, klen, val, vlen, h);
+}
+
+uint64_t sseg_pipeline_done_count(const sseg_pipeline_t *p) {
+        return __atomic_load_n(&p->done_count, __ATOMIC_RELAXED);
+}
+
+int64_t sseg_pipeline_watermark(const sseg_pipeline_t *p, int32_t partition) {
+        if (partition < 0 || partition >= MAX_PARTITIONS)
+                return 0;
+        return p->parts[partition].meta.watermark_ms;
+}
+
 void sseg_pipeline_get_stats(const sseg_pipeline_t *p, sseg_pipeline_stats_t *s) {
         *s = p->stats;
 }
@@ -702,10 +723,9 @@ void sseg_pipeline_destroy(sseg_pipeline_t *p) {
                  * would wait for an unreachable cluster); the group times us out. */
                 rd_kafka_destroy_flags(p->consumer,
                                        p->closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-        if (p->t_profiles)
-                rd_kafka_topic_destroy(p->t_profiles);
-        if (p->t_dlq)
-                rd_kafka_topic_destroy(p->t_dlq);
+        for (int i = 0; i < SSEG_OUTPUT__CNT; i++)
+                if (p->topics[i])
+                        rd_kafka_topic_destroy(p->topics[i]);
         if (p->producer) {
                 /* Anything still queued was not committed: it is replayed on restart. */
                 rd_kafka_purge(p->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);

@@ -50,5 +50,20 @@ sseg_err_t sseg_pipeline_run(sseg_pipeline_t *p, volatile sig_atomic_t *stop, ch
 
 void sseg_pipeline_get_stats(const sseg_pipeline_t *p, sseg_pipeline_stats_t *s);
 
+/* processed + dead-lettered so far; the one figure safe to read from another thread (the
+ * demo's generator paces itself on it). */
+uint64_t sseg_pipeline_done_count(const sseg_pipeline_t *p);
+
+/* Output streams a model stage may write during a commit cycle. */
+typedef enum { SSEG_OUTPUT_PROFILES = 0, SSEG_OUTPUT_DLQ, SSEG_OUTPUT__CNT } sseg_output_t;
+
+/* Queues one output record (key and value copied; id goes to the "sseg.id" header) for
+ * delivery before the cycle's WriteBatch. Called from the processing thread only. */
+sseg_err_t sseg_pipeline_emit(sseg_pipeline_t *p, sseg_output_t out, const void *key, size_t klen,
+                              const void *val, size_t vlen, const char *id);
+
+/* The event-time watermark of a partition (ms; 0 if none yet). */
+int64_t sseg_pipeline_watermark(const sseg_pipeline_t *p, int32_t partition);
+
 void sseg_pipeline_destroy(sseg_pipeline_t *p);
 #endif

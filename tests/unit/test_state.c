@@ -1,0 +1,165 @@
+/* state: RocksDB round trip through the write-back cache, atomic commit with partition
+ * metadata, layout version check, eviction under the byte bound, partition drop. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "state.h"
+
+static char dir[64];
+
+static sseg_state_t *open_st(size_t cache) {
+        char err[512];
+        sseg_err_t e;
+        sseg_state_t *st = sseg_state_open(dir, cache, 0, 0, &e, err, sizeof(err));
+        if (!st)
+                fprintf(stderr, "open: %s\n", err);
+        return st;
+}
+
+static void test_roundtrip(void) {
+        sseg_state_t *st = open_st(64 << 20);
+        CHECK(st != NULL);
+        char err[512];
+        sseg_err_t e;
+        int is_new;
+        sseg_entry_t *a = sseg_state_get(st, 3, "alice", 5, &is_new, &e, err, sizeof(err));
+        CHECK(a && is_new);
+        CHECK_INT_EQ(a->u.segment, -1); /* sseg_user_init ran */
+        a->u.n_events = 42;
+        a->u.revenue = 12.5;
+        sseg_entry_t *b = sseg_state_get(st, 3, "bob", 3, &is_new, &e, err, sizeof(err));
+        b->u.n_events = 7;
+        /* same id in another partition is another user */
+        sseg_entry_t *a2 = sseg_state_get(st, 4, "alice", 5, &is_new, &e, err, sizeof(err));
+        CHECK(a2 && is_new && a2 != a);
+        a2->u.n_events = 1;
+        size_t nd;
+        sseg_state_dirty(st, &nd);
+        CHECK_INT_EQ(nd, 3);
+        /* a second get of a cached user is a hit and does not duplicate the dirty entry */
+        sseg_entry_t *again = sseg_state_get(st, 3, "alice", 5, &is_new, &e, err, sizeof(err));
+        CHECK(again == a && !is_new);
+        sseg_state_dirty(st, &nd);
+        CHECK_INT_EQ(nd, 3);
+        int32_t parts[2] = {3, 4};
+        sseg_partmeta_t metas[2] = {{100, 90, 10, 1700000000000LL}, {5, 5, 0, 1700000001000LL}};
+        CHECK_INT_EQ(sseg_state_commit(st, parts, metas, 2, err, sizeof(err)), SSEG_OK);
+        sseg_state_dirty(st, &nd);
+        CHECK_INT_EQ(nd, 0);
+        /* uncommitted change is lost on close (as after a crash) */
+        sseg_entry_t *c = sseg_state_get(st, 3, "carol", 5, &is_new, &e, err, sizeof(err));
+        c->u.n_events = 99;
+        sseg_state_close(st);
+
+        st = open_st(64 << 20);
+        sseg_partmeta_t m;
+        CHECK_INT_EQ(sseg_state_meta_get(st, 3, &m, err, sizeof(err)), SSEG_OK);
+        CHECK_INT_EQ(m.next_offset, 100);
+        CHECK_INT_EQ(m.processed, 90);
+        CHECK_INT_EQ(m.dead, 10);
+        CHECK_INT_EQ(m.watermark_ms, 1700000000000LL);
+        CHECK_INT_EQ(sseg_state_meta_get(st, 9, &m, err, sizeof(err)), SSEG_ERR_NOENT);
+        CHECK_INT_EQ(m.next_offset, -1);
+        a = sseg_state_get(st, 3, "alice", 5, &is_new, &e, err, sizeof(err));
+        CHECK(a && !is_new);
+        CHECK_INT_EQ(a->u.n_events, 42);
+        CHECK_NEAR(a->u.revenue, 12.5, 0);
+        c = sseg_state_get(st, 3, "carol", 5, &is_new, &e, err, sizeof(err));
+        CHECK(c && is_new);
+        CHECK_INT_EQ(c->u.n_events, 0);
+        sseg_state_stats_t ss;
+        sseg_state_get_stats(st, &ss);
+        CHECK_INT_EQ(ss.loads, 1);
+        sseg_state_close(st);
+}
+
+static void test_version_check(void) {
+        sseg_state_t *st = open_st(64 << 20);
+        char err[512];
+        char key[64];
+        size_t kl = sseg_state_user_key(key, 0, "old", 3);
+        char val[16] = {9, 0, 8, 0}; /* version 9, size 8: another layout */
+        sseg_state_batch_put(st, key, kl, val, 12);
+        CHECK_INT_EQ(sseg_state_commit(st, NULL, NULL, 0, err, sizeof(err)), SSEG_OK);
+        int is_new;
+        sseg_err_t e = SSEG_OK;
+        sseg_entry_t *x = sseg_state_get(st, 0, "old", 3, &is_new, &e, err, sizeof(err));
+        CHECK(x == NULL);
+        CHECK_INT_EQ(e, SSEG_ERR_STATE_VERSION);
+        CHECK(strstr(err, "old") && strstr(err, "version"));
+        sseg_state_close(st);
+}
+
+static void test_eviction_and_drop(void) {
+        /* 2 MiB holds roughly 2500 entries: write 20000 users over several commits. */
+        sseg_state_t *st = open_st(2 << 20);
+        char err[512];
+        sseg_err_t e;
+        int is_new;
+        for (int round = 0; round < 4; round++) {
+                for (int i = round * 5000; i < (round + 1) * 5000; i++) {
+                        char uid[32];
+                        int n = snprintf(uid, sizeof(uid), "u%d", i);
+                        sseg_entry_t *x = sseg_state_get(st, i % 2, uid, (size_t)n, &is_new, &e,
+                                                         err, sizeof(err));
+                        x->u.n_events = (uint64_t)i + 1;
+                }
+                CHECK_INT_EQ(sseg_state_commit(st, NULL, NULL, 0, err, sizeof(err)), SSEG_OK);
+                sseg_state_stats_t ss;
+                sseg_state_get_stats(st, &ss);
+                CHECK(ss.cache_bytes <= (2u << 20));
+        }
+        sseg_state_stats_t ss;
+        sseg_state_get_stats(st, &ss);
+        CHECK(ss.evictions > 10000);
+        /* evicted users come back from RocksDB with their values */
+        int ok = 1;
+        for (int i = 0; i < 20000; i += 97) {
+                char uid[32];
+                int n = snprintf(uid, sizeof(uid), "u%d", i);
+                sseg_entry_t *x =
+                    sseg_state_get(st, i % 2, uid, (size_t)n, &is_new, &e, err, sizeof(err));
+                if (!x || is_new || x->u.n_events != (uint64_t)i + 1)
+                        ok = 0;
+        }
+        CHECK(ok);
+        CHECK_INT_EQ(sseg_state_commit(st, NULL, NULL, 0, err, sizeof(err)), SSEG_OK);
+        sseg_state_drop_partition(st, 0);
+        /* after dropping partition 0 every cached entry belongs to partition 1 */
+        sseg_entry_t *x = sseg_state_get(st, 1, "u1", 2, &is_new, &e, err, sizeof(err));
+        CHECK(x && !is_new && x->u.n_events == 2);
+        x = sseg_state_get(st, 0, "u0", 2, &is_new, &e, err, sizeof(err));
+        CHECK(x && !is_new && x->u.n_events == 1);
+        sseg_state_close(st);
+}
+
+static int count_cb(void *o, const char *k, size_t kl, const char *v, size_t vl) {
+        (*(int *)o)++;
+        return 0;
+}
+
+static void test_scan(void) {
+        sseg_state_t *st = open_st(64 << 20);
+        char err[512];
+        int n = 0;
+        CHECK_INT_EQ(sseg_state_scan(st, "u", 1, count_cb, &n, err, sizeof(err)), SSEG_OK);
+        /* alice/3, bob/3, alice/4, old/0, u0..u19999 */
+        CHECK_INT_EQ(n, 4 + 20000);
+        sseg_state_close(st);
+}
+
+int main(void) {
+        snprintf(dir, sizeof(dir), "/tmp/sseg_state_test_%d", (int)getpid());
+        test_roundtrip();
+        test_version_check();
+        test_eviction_and_drop();
+        test_scan();
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+        if (system(cmd) != 0)
+                fprintf(stderr, "cleanup failed\n");
+        return check_result();
+}

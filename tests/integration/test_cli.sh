@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The CLI contract: --help/--version, bad configuration stops start-up with exit 2 and a
+# message naming the key, inspect refuses a missing state directory.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh"
+sseg_tmpdir
+
+"$STREAMSEG" --version | grep -Eq '^streamseg [0-9]+\.[0-9]+\.[0-9]+$' || fail "--version"
+"$STREAMSEG" --help | grep -q 'state.cache.max.bytes' || fail "--help lacks the property table"
+"$STREAMSEG" run --help | grep -q 'SIGTERM' || fail "run --help"
+
+expect_conf_error() { # expect_conf_error PATTERN ARGS...: exit 2 and PATTERN on stderr
+  local pat=$1 rc=0
+  shift
+  "$STREAMSEG" "$@" >"$SSEG_TMP/out" 2>"$SSEG_TMP/err" || rc=$?
+  [ "$rc" -eq 2 ] || fail "'$*' exited $rc, expected 2"
+  grep -q -- "$pat" "$SSEG_TMP/err" || fail "'$*': stderr lacks '$pat': $(cat "$SSEG_TMP/err")"
+}
+expect_conf_error 'input.format' run -X input.format=xml
+expect_conf_error 'commit.interval.ms' run -X commit.interval.ms=-1
+expect_conf_error 'no.such.key' run -X no.such.key=1
+expect_conf_error 'state.cache.max.bytes' run -X state.cache.max.bytes=huge
+printf 'input.topic=a\noutput.format=xml\n' >"$SSEG_TMP/bad.conf"
+expect_conf_error 'bad.conf:2: output.format' run -c "$SSEG_TMP/bad.conf"
+expect_conf_error 'kafka.no.such.property' run -X kafka.no.such.property=1 -X "state.dir=$SSEG_TMP/s1"
+expect_conf_error 'schema.registry' run -X input.format=confluent -X "state.dir=$SSEG_TMP/s2"
+
+rc=0
+"$STREAMSEG" inspect -X "state.dir=$SSEG_TMP/none" --offsets 2>"$SSEG_TMP/err" || rc=$?
+[ "$rc" -eq 1 ] && grep -q "$SSEG_TMP/none" "$SSEG_TMP/err" || fail "inspect on a missing dir: rc=$rc $(cat "$SSEG_TMP/err")"
+rc=0
+"$STREAMSEG" frobnicate 2>/dev/null || rc=$?
+[ "$rc" -eq 2 ] || fail "unknown command exited $rc"
+echo "PASS cli"

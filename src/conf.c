@@ -8,11 +8,12 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { T_STR, T_INT, T_BYTES, T_ENUM, T_BOOL } ptype_t;
+typedef enum { T_STR, T_INT, T_BYTES, T_ENUM, T_BOOL, T_DOUBLE, T_DLIST } ptype_t;
 
 typedef struct {
         const char *name;
@@ -22,11 +23,15 @@ typedef struct {
         const char *enums; /* T_ENUM: "a|b|c" (value = index) */
         size_t off;
         const char *desc;
+        double fmin, fmax; /* T_DOUBLE and every element of a T_DLIST */
 } prop_t;
 
 #define OFF(f) offsetof(sseg_conf_t, f)
 #define DAY_MS 86400000LL
 
+/* Entries other than T_DOUBLE / T_DLIST leave fmin and fmax out (zero). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 static const prop_t props[] = {
     {"input.topic", T_STR, "shop.events", 0, 0, NULL, OFF(input_topic),
      "Kafka topic of shop events (Avro, key = user_id)."},
@@ -72,6 +77,90 @@ static const prop_t props[] = {
      "Least severe log level printed (stderr)."},
     {"progress.interval.ms", T_INT, "10000", 0, 3600000, NULL, OFF(progress_interval_ms),
      "Interval of the progress log line (events/s, users, lag, DLQ); 0 disables it."},
+    {"stats.interval.ms", T_INT, "10000", 100, 3600000, NULL, OFF(stats_interval_ms),
+     "Interval (wall clock) of the segment statistics records on output.segment.stats.topic."},
+
+    /* segmentation (docs/segments.md) */
+    {"segments.k", T_INT, "8", 0, 64, NULL, OFF(segments_k),
+     "Number of behavioural segments (online mini-batch K-means); 0 disables segmentation."},
+    {"segments.halflife", T_DOUBLE, "50000", 0, 0, NULL, OFF(segments_halflife),
+     "Forgetting half-life of the centres in points (users observed), as Spark "
+     "StreamingKMeans's decay; 0 = no forgetting.",
+     0, 1e12},
+    {"segments.seed", T_INT, "1", 0, INT64_MAX, NULL, OFF(segments_seed),
+     "Seed of the k-means++ initialisation and re-seeding (same input + seed = same model)."},
+    {"segments.init.min.users", T_INT, "1000", 2, 100000000, NULL, OFF(segments_init_min_users),
+     "Users observed before the model initialises (k-means++ on a reservoir sample); at least "
+     "segments.k."},
+    {"segments.hysteresis", T_DOUBLE, "0.1", 0, 0, NULL, OFF(segments_hysteresis),
+     "A user moves to a new segment only when its centre is closer than the current one by "
+     "this relative margin (no flapping).",
+     0, 0.99},
+    {"segments.reservoir.size", T_INT, "2048", 2, 1000000, NULL, OFF(segments_reservoir_size),
+     "Reservoir sample kept for initialisation and re-seeding."},
+    {"segments.reassign.ratio", T_DOUBLE, "0.01", 0, 0, NULL, OFF(segments_reassign_ratio),
+     "A centre whose decayed count falls below this fraction of the largest is re-seeded "
+     "(scikit-learn's reassignment_ratio); 0 disables.",
+     0, 0.49},
+    {"segments.zclip", T_DOUBLE, "5", 0, 0, NULL, OFF(segments_zclip),
+     "Standardised features are clipped to [-zclip, zclip] (heavy tails); 0 disables, else "
+     ">= 1.",
+     0, 1000},
+    {"output.segment.changes.topic", T_STR, "streamseg.segment-changes", 0, 0, NULL,
+     OFF(output_segment_changes_topic),
+     "Topic receiving one record per real segment move (schemas/segment_change.avsc)."},
+    {"output.segment.stats.topic", T_STR, "streamseg.segment-stats", 0, 0, NULL,
+     OFF(output_segment_stats_topic),
+     "Topic receiving the per-segment statistics every stats.interval.ms "
+     "(schemas/segment_stats.avsc)."},
+
+    /* churn (docs/churn.md) */
+    {"churn.enabled", T_BOOL, "true", 0, 1, NULL, OFF(churn_enabled),
+     "Score churn risk per user (BG/NBD family), fire timers for silent users, publish alerts."},
+    {"churn.model", T_ENUM, "mbgnbd", 0, 0, "bgnbd|mbgnbd", OFF(churn_model),
+     "Purchase model: 'bgnbd' (Fader, Hardie & Lee 2005; P(alive) = 1 without a repeat "
+     "purchase) or 'mbgnbd' (Batislam et al. 2007; one-time buyers can churn)."},
+    {"churn.engagement", T_BOOL, "true", 0, 1, NULL, OFF(churn_engagement),
+     "Score users who never bought with the same model fitted over active days (visits)."},
+    {"churn.time.unit", T_ENUM, "days", 0, 0, "days|weeks", OFF(churn_time_unit),
+     "Time unit of x, t_x, T, the horizon and the fitted alpha."},
+    {"churn.horizon", T_DOUBLE, "90", 0, 0, NULL, OFF(churn_horizon),
+     "Horizon, in churn.time.unit, of expected purchases and CLV.", 0.001, 100000},
+    {"churn.clock", T_ENUM, "event", 0, 0, "event|wall", OFF(churn_clock),
+     "Clock of T and of the timer sweep: the event-time watermark, or the wall clock."},
+    {"churn.levels", T_DLIST, "0.5,0.8,0.95", 0, 0, NULL, OFF(churn_levels),
+     "Ascending churn-score levels (comma-separated, in (0, 1)) whose crossing raises an "
+     "alert.",
+     0.000001, 0.999999},
+    {"churn.hysteresis", T_DOUBLE, "0.05", 0, 0, NULL, OFF(churn_hysteresis),
+     "A RECOVERED alert needs the score to fall this far below the level.", 0, 0.5},
+    {"churn.cooldown.ms", T_INT, "86400000", 0, 365LL * DAY_MS, NULL, OFF(churn_cooldown_ms),
+     "Minimum time (churn.clock) between two alerts of one user."},
+    {"churn.prior.r", T_DOUBLE, "0.243", 0, 0, NULL, OFF(churn_prior_r),
+     "Prior BG/NBD r, used until the first fit (CDNOW estimates, days).", 1e-6, 1e6},
+    {"churn.prior.alpha", T_DOUBLE, "30.898", 0, 0, NULL, OFF(churn_prior_alpha),
+     "Prior BG/NBD alpha (in days; converted for weeks).", 1e-6, 1e9},
+    {"churn.prior.a", T_DOUBLE, "0.793", 0, 0, NULL, OFF(churn_prior_a), "Prior BG/NBD a.", 1e-6,
+     1e6},
+    {"churn.prior.b", T_DOUBLE, "2.426", 0, 0, NULL, OFF(churn_prior_b), "Prior BG/NBD b.", 1e-6,
+     1e6},
+    {"churn.prior.p", T_DOUBLE, "6.25", 0, 0, NULL, OFF(churn_prior_p),
+     "Prior Gamma-Gamma p (CDNOW estimates).", 1e-6, 1e6},
+    {"churn.prior.q", T_DOUBLE, "3.74", 0, 0, NULL, OFF(churn_prior_q), "Prior Gamma-Gamma q.",
+     1e-6, 1e6},
+    {"churn.prior.gamma", T_DOUBLE, "15.44", 0, 0, NULL, OFF(churn_prior_gamma),
+     "Prior Gamma-Gamma gamma.", 1e-6, 1e9},
+    {"churn.fit.max.users", T_INT, "1000000", 100, 100000000, NULL, OFF(churn_fit_max_users),
+     "Users fitted at most (a uniform sample of the stored users)."},
+    {"churn.fit.min.users", T_INT, "500", 10, 100000000, NULL, OFF(churn_fit_min_users),
+     "A fit needs at least this many users; below it the prior (or last fit) serves."},
+    {"churn.refit.interval.ms", T_INT, "3600000", 0, 30LL * DAY_MS, NULL,
+     OFF(churn_refit_interval_ms),
+     "Wall-clock interval of the background refit; 0 disables refits (the prior serves)."},
+    {"churn.clv.discount", T_DOUBLE, "0", 0, 0, NULL, OFF(churn_clv_discount),
+     "Discount rate per churn.time.unit of the CLV (0 = undiscounted).", 0, 1},
+    {"output.churn.alerts.topic", T_STR, "streamseg.churn-alerts", 0, 0, NULL,
+     OFF(output_churn_alerts_topic), "Topic receiving churn alerts (schemas/churn_alert.avsc)."},
 };
 #define PROP_CNT (sizeof(props) / sizeof(props[0]))
 
@@ -139,6 +228,17 @@ static int enum_index(const char *enums, const char *v) {
         return -1;
 }
 
+/* A finite number, nothing after it. */
+static int parse_double(const char *v, double *out) {
+        char *end;
+        errno = 0;
+        double x = strtod(v, &end);
+        if (end == v || *end || errno || !isfinite(x))
+                return -1;
+        *out = x;
+        return 0;
+}
+
 static sseg_err_t set_prop(sseg_conf_t *conf, const prop_t *p, const char *v, char *errstr,
                            size_t errstr_size) {
         char *base = (char *)conf;
@@ -180,6 +280,56 @@ static sseg_err_t set_prop(sseg_conf_t *conf, const prop_t *p, const char *v, ch
                         return SSEG_ERR_INVAL;
                 }
                 *(int64_t *)(base + p->off) = x;
+                return SSEG_OK;
+        }
+        case T_DOUBLE: {
+                double x;
+                if (parse_double(v, &x)) {
+                        errf(errstr, errstr_size, "%s: invalid value \"%s\": expected a number",
+                             p->name, v);
+                        return SSEG_ERR_INVAL;
+                }
+                if (x < p->fmin || x > p->fmax) {
+                        errf(errstr, errstr_size, "%s: value %g out of range [%g, %g]", p->name, x,
+                             p->fmin, p->fmax);
+                        return SSEG_ERR_INVAL;
+                }
+                *(double *)(base + p->off) = x;
+                return SSEG_OK;
+        }
+        case T_DLIST: {
+                sseg_conf_dlist_t l = {0};
+                const char *c = v;
+                while (*c) {
+                        size_t n = strcspn(c, ",");
+                        char tok[64];
+                        double x;
+                        if (n >= sizeof(tok) || l.n == SSEG_CONF_DLIST_MAX) {
+                                errf(errstr, errstr_size,
+                                     "%s: invalid value \"%s\": at most %d numbers", p->name, v,
+                                     SSEG_CONF_DLIST_MAX);
+                                return SSEG_ERR_INVAL;
+                        }
+                        memcpy(tok, c, n);
+                        tok[n] = 0;
+                        if (parse_double(tok, &x) || x < p->fmin || x > p->fmax ||
+                            (l.n && x <= l.v[l.n - 1])) {
+                                errf(errstr, errstr_size,
+                                     "%s: invalid value \"%s\": expected ascending numbers in "
+                                     "[%g, %g], comma-separated",
+                                     p->name, v, p->fmin, p->fmax);
+                                return SSEG_ERR_INVAL;
+                        }
+                        l.v[l.n++] = x;
+                        c += n;
+                        if (*c == ',')
+                                c++;
+                }
+                if (!l.n) {
+                        errf(errstr, errstr_size, "%s: needs at least one number", p->name);
+                        return SSEG_ERR_INVAL;
+                }
+                *(sseg_conf_dlist_t *)(base + p->off) = l;
                 return SSEG_OK;
         }
         case T_ENUM: {
@@ -341,6 +491,8 @@ static const char *type_name(const prop_t *p) {
         case T_BYTES: return "size";
         case T_ENUM: return p->enums;
         case T_BOOL: return "true|false";
+        case T_DOUBLE: return "number";
+        case T_DLIST: return "list of numbers";
         }
         return "?";
 }
@@ -352,6 +504,8 @@ void sseg_conf_print_help(FILE *fp) {
                 fprintf(fp, "  %-24s %s, default \"%s\"", p->name, type_name(p), p->def);
                 if (p->type == T_INT || p->type == T_BYTES)
                         fprintf(fp, ", range [%lld, %lld]", (long long)p->min, (long long)p->max);
+                else if (p->type == T_DOUBLE || p->type == T_DLIST)
+                        fprintf(fp, ", range [%g, %g]", p->fmin, p->fmax);
                 fprintf(fp, "\n      %s\n", p->desc);
         }
         fprintf(fp, "  %-24s librdkafka property <p>, passed through unchanged; defaults:",
@@ -375,6 +529,8 @@ void sseg_conf_print_markdown(FILE *fp) {
                 fprintf(fp, "| `%s` | %s | `%s` | ", p->name, type_name(p), p->def);
                 if (p->type == T_INT || p->type == T_BYTES)
                         fprintf(fp, "%lld .. %lld", (long long)p->min, (long long)p->max);
+                else if (p->type == T_DOUBLE || p->type == T_DLIST)
+                        fprintf(fp, "%g .. %g", p->fmin, p->fmax);
                 fprintf(fp, " | %s |\n", p->desc);
         }
         fprintf(fp, "| `kafka.<p>` | string | ");
@@ -397,6 +553,14 @@ void sseg_conf_dump(const sseg_conf_t *conf, FILE *fp) {
                 case T_BOOL:
                         fprintf(fp, "%lld\n", (long long)*(const int64_t *)(base + p->off));
                         break;
+                case T_DOUBLE: fprintf(fp, "%.17g\n", *(const double *)(base + p->off)); break;
+                case T_DLIST: {
+                        const sseg_conf_dlist_t *l = (const sseg_conf_dlist_t *)(base + p->off);
+                        for (int k = 0; k < l->n; k++)
+                                fprintf(fp, "%s%.17g", k ? "," : "", l->v[k]);
+                        fprintf(fp, "\n");
+                        break;
+                }
                 case T_ENUM: {
                         int idx = *(const int *)(base + p->off);
                         const char *s = p->enums;

@@ -13,6 +13,13 @@
 #include "streamseg/streamseg.h"
 
 #define SSEG_CONF_KAFKA_MAX 64
+#define SSEG_CONF_DLIST_MAX 8
+
+/* A list of numbers (e.g. churn.levels), ascending. */
+typedef struct {
+        int n;
+        double v[SSEG_CONF_DLIST_MAX];
+} sseg_conf_dlist_t;
 
 typedef struct {
         /* input */
@@ -37,6 +44,35 @@ typedef struct {
         /* process */
         int log_level; /* 0 debug, 1 info, 2 warn, 3 error */
         int64_t progress_interval_ms;
+        int64_t stats_interval_ms;
+        /* segmentation (kmeans.c, segstage.c) */
+        int64_t segments_k; /* 0: disabled */
+        double segments_halflife;
+        int64_t segments_seed;
+        int64_t segments_init_min_users;
+        double segments_hysteresis;
+        int64_t segments_reservoir_size;
+        double segments_reassign_ratio;
+        double segments_zclip;
+        char *output_segment_changes_topic;
+        char *output_segment_stats_topic;
+        /* churn (churn.c, fit.c, churnstage.c) */
+        int64_t churn_enabled;
+        int churn_model; /* sseg_churn_kind_t: 0 bgnbd, 1 mbgnbd */
+        int64_t churn_engagement;
+        int churn_time_unit; /* sseg_churn_unit_t: 0 days, 1 weeks */
+        double churn_horizon;
+        int churn_clock; /* 0 event, 1 wall */
+        sseg_conf_dlist_t churn_levels;
+        double churn_hysteresis;
+        int64_t churn_cooldown_ms;
+        double churn_prior_r, churn_prior_alpha, churn_prior_a, churn_prior_b;
+        double churn_prior_p, churn_prior_q, churn_prior_gamma;
+        int64_t churn_fit_max_users;
+        int64_t churn_fit_min_users;
+        int64_t churn_refit_interval_ms;
+        double churn_clv_discount;
+        char *output_churn_alerts_topic;
         /* kafka.* pass-through, in the order given (later wins in librdkafka) */
         char *kafka_keys[SSEG_CONF_KAFKA_MAX];
         char *kafka_vals[SSEG_CONF_KAFKA_MAX];

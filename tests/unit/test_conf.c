@@ -42,6 +42,25 @@ static void test_errors(void) {
         CHECK_INT_EQ(c->state_cache_max_bytes, 2LL << 30);
         CHECK_INT_EQ(sseg_conf_set(c, "state.cache.max.bytes", "1T", err, sizeof(err)),
                      SSEG_ERR_INVAL);
+        /* numbers and lists of numbers */
+        CHECK_NEAR(c->segments_hysteresis, 0.1, 1e-12);
+        CHECK_INT_EQ(c->churn_levels.n, 3);
+        CHECK_NEAR(c->churn_levels.v[2], 0.95, 1e-12);
+        CHECK_INT_EQ(sseg_conf_set(c, "segments.hysteresis", "0.25", err, sizeof(err)), SSEG_OK);
+        CHECK_NEAR(c->segments_hysteresis, 0.25, 1e-12);
+        CHECK_INT_EQ(sseg_conf_set(c, "segments.hysteresis", "1.5", err, sizeof(err)),
+                     SSEG_ERR_INVAL);
+        CHECK(strstr(err, "segments.hysteresis") && strstr(err, "out of range"));
+        CHECK_INT_EQ(sseg_conf_set(c, "churn.horizon", "nan", err, sizeof(err)), SSEG_ERR_INVAL);
+        CHECK(strstr(err, "churn.horizon") != NULL);
+        CHECK_INT_EQ(sseg_conf_set(c, "churn.levels", "0.3,0.6", err, sizeof(err)), SSEG_OK);
+        CHECK_INT_EQ(c->churn_levels.n, 2);
+        CHECK_NEAR(c->churn_levels.v[1], 0.6, 1e-12);
+        CHECK_INT_EQ(sseg_conf_set(c, "churn.levels", "0.6,0.3", err, sizeof(err)), SSEG_ERR_INVAL);
+        CHECK(strstr(err, "churn.levels") && strstr(err, "ascending"));
+        CHECK_INT_EQ(sseg_conf_set(c, "churn.levels", "0.5,x", err, sizeof(err)), SSEG_ERR_INVAL);
+        CHECK_INT_EQ(sseg_conf_set(c, "churn.levels", "", err, sizeof(err)), SSEG_ERR_INVAL);
+        CHECK_INT_EQ(c->churn_levels.n, 2); /* a rejected value leaves the old one */
         /* enums and values */
         CHECK_INT_EQ(sseg_conf_set_kv(c, " output.format = json ", err, sizeof(err)), SSEG_OK);
         CHECK_INT_EQ(c->output_format, 1);

@@ -39,7 +39,12 @@ struct sseg_pipeline_s {
         rd_kafka_t *consumer;
         rd_kafka_queue_t *cq;
         rd_kafka_t *producer;
-        rd_kafka_topic_t *topics[SSEG_OUTPUT__CNT];
+        rd_kafka_topic_t *topics[SSEG_OUTPUT_MAX];
+        int ntopics;
+        sseg_stage_t stages[SSEG_PIPELINE_MAX_STAGES];
+        int nstages;
+        sseg_entry_t **sorted; /* the cycle's dirty users in stage order */
+        size_t sorted_cap;
         sseg_decoder_t *dec;
         sseg_state_t *st;
         uint64_t done_count; /* processed + dead, published for other threads */
@@ -202,9 +207,56 @@ static sseg_err_t emit_profiles(sseg_pipeline_t *p) {
         return SSEG_OK;
 }
 
+static int entry_cmp(const void *a, const void *b) {
+        const sseg_entry_t *x = *(sseg_entry_t *const *)a, *y = *(sseg_entry_t *const *)b;
+        if (x->partition != y->partition)
+                return x->partition < y->partition ? -1 : 1;
+        size_t n = x->klen < y->klen ? x->klen : y->klen;
+        int c = memcmp(x->uid, y->uid, n);
+        return c ? c : (int)x->klen - (int)y->klen;
+}
+
+/* Runs every stage over the cycle's dirty users (sorted copy, rebuilt per stage since a stage
+ * may load more users). */
+static sseg_err_t run_stages(sseg_pipeline_t *p) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        for (int k = 0; k < p->nstages; k++) {
+                size_t n;
+                sseg_entry_t **d = sseg_state_dirty(p->st, &n);
+                if (n > p->sorted_cap) {
+                        size_t cap = n + n / 2 + 64;
+                        sseg_entry_t **np = realloc(p->sorted, cap * sizeof(*np));
+                        if (!np) {
+                                set_fatal(p, SSEG_ERR_NOMEM, "out of memory sorting the cycle");
+                                return SSEG_ERR_NOMEM;
+                        }
+                        p->sorted = np;
+                        p->sorted_cap = cap;
+                }
+                if (n) {
+                        memcpy(p->sorted, d, n * sizeof(*d));
+                        qsort(p->sorted, n, sizeof(*d), entry_cmp);
+                }
+                char msg[400] = "";
+                sseg_err_t err = p->stages[k].cycle(p->stages[k].opaque, p, p->sorted, n, now_ms,
+                                                    msg, sizeof(msg));
+                if (err) {
+                        char full[480];
+                        snprintf(full, sizeof(full), "%s: %s", p->stages[k].name, msg);
+                        set_fatal(p, err, full);
+                        return err;
+                }
+        }
+        return SSEG_OK;
+}
+
 static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
         double t0 = mono_ms();
         sseg_err_t err;
+        if ((err = run_stages(p)))
+                return err;
         size_t ndirty;
         sseg_state_dirty(p->st, &ndirty);
         int32_t ids[MAX_PARTITIONS];
@@ -216,7 +268,7 @@ static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
                         metas[n++] = p->parts[i].meta;
                 }
         }
-        if (!ndirty && !n && !rd_kafka_outq_len(p->producer)) {
+        if (!ndirty && !n && !rd_kafka_outq_len(p->producer) && !sseg_state_batch_count(p->st)) {
                 p->cycle_start = t0;
                 p->cycle_records = 0;
                 return SSEG_OK;
@@ -299,6 +351,9 @@ static void on_revoke(sseg_pipeline_t *p, rd_kafka_topic_partition_list_t *parts
                 int32_t part = parts->elems[i].partition;
                 if (part < 0 || part >= MAX_PARTITIONS || !p->parts[part].assigned)
                         continue;
+                for (int k = 0; k < p->nstages; k++)
+                        if (p->stages[k].revoked)
+                                p->stages[k].revoked(p->stages[k].opaque, part);
                 sseg_state_drop_partition(p->st, part);
                 p->parts[part].assigned = 0;
                 p->stats.assigned--;
@@ -442,6 +497,16 @@ static sseg_err_t process(sseg_pipeline_t *p, const rd_kafka_message_t *m, doubl
 
 /* --- lifecycle ------------------------------------------------------------------------------ */
 
+/* The model stages, in the order they run. Each constructor reads its keys from p's conf, may
+ * load its model from p's state and register outputs, and adds itself with
+ * sseg_pipeline_add_stage() when enabled. */
+static sseg_err_t add_model_stages(sseg_pipeline_t *p, char *errstr, size_t errstr_size) {
+        (void)p;
+        (void)errstr;
+        (void)errstr_size;
+        return SSEG_OK;
+}
+
 static int kset(rd_kafka_conf_t *kc, const char *k, const char *v, char *errstr,
                 size_t errstr_size) {
         char e[256];
@@ -564,6 +629,9 @@ sseg_pipeline_t *sseg_pipeline_new(const sseg_conf_t *conf, sseg_err_t *errp, ch
         p->topics[SSEG_OUTPUT_PROFILES] =
             rd_kafka_topic_new(p->producer, conf->output_profiles_topic, NULL);
         p->topics[SSEG_OUTPUT_DLQ] = rd_kafka_topic_new(p->producer, conf->dlq_topic, NULL);
+        p->ntopics = 2;
+        if ((err = add_model_stages(p, errstr, errstr_size)))
+                goto fail;
         if (!(kc = kafka_conf(p, 1, errstr, errstr_size))) {
                 err = SSEG_ERR_INVAL;
                 goto fail;
@@ -692,8 +760,42 @@ sseg_err_t sseg_pipeline_run(sseg_pipeline_t *p, volatile sig_atomic_t *stop, ch
         return SSEG_OK;
 }
 
-sseg_err_t sseg_pipeline_emit(sseg_pipeline_t *p, sseg_output_t out, const void *key, size_t klen,
+sseg_err_t sseg_pipeline_add_stage(sseg_pipeline_t *p, const sseg_stage_t *s) {
+        if (p->nstages == SSEG_PIPELINE_MAX_STAGES) {
+                if (s->destroy)
+                        s->destroy(s->opaque);
+                return SSEG_ERR_INVAL;
+        }
+        p->stages[p->nstages++] = *s;
+        return SSEG_OK;
+}
+
+sseg_state_t *sseg_pipeline_state(sseg_pipeline_t *p) {
+        return p->st;
+}
+
+const sseg_conf_t *sseg_pipeline_conf(const sseg_pipeline_t *p) {
+        return p->conf;
+}
+
+int sseg_pipeline_add_output(sseg_pipeline_t *p, const char *topic) {
+        if (p->ntopics == SSEG_OUTPUT_MAX)
+                return -1;
+        rd_kafka_topic_t *t = rd_kafka_topic_new(p->producer, topic, NULL);
+        if (!t)
+                return -1;
+        p->topics[p->ntopics] = t;
+        return p->ntopics++;
+}
+
+int sseg_pipeline_assigned(const sseg_pipeline_t *p, int32_t partition) {
+        return partition >= 0 && partition < MAX_PARTITIONS && p->parts[partition].assigned;
+}
+
+sseg_err_t sseg_pipeline_emit(sseg_pipeline_t *p, int out, const void *key, size_t klen,
                               const void *val, size_t vlen, const char *id) {
+        if (out < 0 || out >= p->ntopics)
+                return SSEG_ERR_INVAL;
         rd_kafka_headers_t *h = rd_kafka_headers_new(1);
         rd_kafka_header_add(h, "sseg.id", -1, id, -1);
         return produce(p, p->topics[out], key, klen, val, vlen, h);
@@ -723,7 +825,11 @@ void sseg_pipeline_destroy(sseg_pipeline_t *p) {
                  * would wait for an unreachable cluster); the group times us out. */
                 rd_kafka_destroy_flags(p->consumer,
                                        p->closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-        for (int i = 0; i < SSEG_OUTPUT__CNT; i++)
+        for (int i = 0; i < p->nstages; i++)
+                if (p->stages[i].destroy)
+                        p->stages[i].destroy(p->stages[i].opaque);
+        free(p->sorted);
+        for (int i = 0; i < p->ntopics; i++)
                 if (p->topics[i])
                         rd_kafka_topic_destroy(p->topics[i]);
         if (p->producer) {

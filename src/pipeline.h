@@ -13,6 +13,7 @@
 
 #include "conf.h"
 #include "decode.h"
+#include "state.h"
 
 typedef struct sseg_pipeline_s sseg_pipeline_t;
 
@@ -54,16 +55,57 @@ void sseg_pipeline_get_stats(const sseg_pipeline_t *p, sseg_pipeline_stats_t *s)
  * demo's generator paces itself on it). */
 uint64_t sseg_pipeline_done_count(const sseg_pipeline_t *p);
 
-/* Output streams a model stage may write during a commit cycle. */
-typedef enum { SSEG_OUTPUT_PROFILES = 0, SSEG_OUTPUT_DLQ, SSEG_OUTPUT__CNT } sseg_output_t;
+/* ---- model stages ---------------------------------------------------------------------
+ * A model stage (segmentation, churn) runs on the processing thread at the end of every
+ * commit cycle, after the cycle's records were applied to the user states and before the
+ * profiles are encoded, so the profiles carry what the stage wrote into the users' model
+ * fields. What a stage emits is delivered, and what it adds to the state batch is written,
+ * together with the users and offsets of the cycle: a crash replays the whole cycle.
+ */
+typedef struct {
+        const char *name;
+        void *opaque;
+        /* Once per commit cycle. users: the cycle's dirty users sorted by (partition, user id),
+         * so the same records give the same set in the same order. now_ms: the wall clock.
+         * The stage may set the users' model fields, emit records (sseg_pipeline_emit), add
+         * writes to the cycle's batch (sseg_state_batch_put) and load further users
+         * (sseg_state_get(): they become dirty and get a profile; later stages see them).
+         * Also called every commit.interval.ms when no record arrived (n = 0), for wall-clock
+         * timers and statistics. A non-zero return stops the pipeline with errstr. */
+        sseg_err_t (*cycle)(void *opaque, sseg_pipeline_t *p, sseg_entry_t **users, size_t n,
+                            int64_t now_ms, char *errstr, size_t errstr_size);
+        /* A partition is being revoked; its cached users are dropped right after. Optional. */
+        void (*revoked)(void *opaque, int32_t partition);
+        /* Frees the stage in sseg_pipeline_destroy(). Optional. */
+        void (*destroy)(void *opaque);
+} sseg_stage_t;
+
+#define SSEG_PIPELINE_MAX_STAGES 8
+
+/* Registers a stage (the struct is copied); stages run in registration order. The pipeline
+ * owns it from here on (destroy is called even when this fails). */
+sseg_err_t sseg_pipeline_add_stage(sseg_pipeline_t *p, const sseg_stage_t *s);
+
+sseg_state_t *sseg_pipeline_state(sseg_pipeline_t *p);
+const sseg_conf_t *sseg_pipeline_conf(const sseg_pipeline_t *p);
+
+/* Output streams: the two built in, and those a stage registers. */
+enum { SSEG_OUTPUT_PROFILES = 0, SSEG_OUTPUT_DLQ = 1, SSEG_OUTPUT_MAX = 8 };
+
+/* Registers an output topic; returns its handle for sseg_pipeline_emit(), or -1 (too many,
+ * or the producer refused the topic). */
+int sseg_pipeline_add_output(sseg_pipeline_t *p, const char *topic);
 
 /* Queues one output record (key and value copied; id goes to the "sseg.id" header) for
  * delivery before the cycle's WriteBatch. Called from the processing thread only. */
-sseg_err_t sseg_pipeline_emit(sseg_pipeline_t *p, sseg_output_t out, const void *key, size_t klen,
+sseg_err_t sseg_pipeline_emit(sseg_pipeline_t *p, int out, const void *key, size_t klen,
                               const void *val, size_t vlen, const char *id);
 
 /* The event-time watermark of a partition (ms; 0 if none yet). */
 int64_t sseg_pipeline_watermark(const sseg_pipeline_t *p, int32_t partition);
+
+/* 1 if the partition is currently assigned to this instance. */
+int sseg_pipeline_assigned(const sseg_pipeline_t *p, int32_t partition);
 
 void sseg_pipeline_destroy(sseg_pipeline_t *p);
 #endif

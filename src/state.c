@@ -344,6 +344,10 @@ int sseg_state_over_budget(const sseg_state_t *st) {
         return st->cnt * ENTRY_COST + (st->mask + 1) * sizeof(void *) > st->max_bytes;
 }
 
+int sseg_state_batch_count(const sseg_state_t *st) {
+        return rocksdb_writebatch_count(st->batch);
+}
+
 void sseg_state_batch_put(sseg_state_t *st, const void *k, size_t kl, const void *v, size_t vl) {
         rocksdb_writebatch_put(st->batch, k, kl, v, vl);
 }

@@ -69,6 +69,8 @@ int sseg_state_over_budget(const sseg_state_t *st);
  * dirty users at the next commit. Values copied. */
 void sseg_state_batch_put(sseg_state_t *st, const void *k, size_t kl, const void *v, size_t vl);
 void sseg_state_batch_delete(sseg_state_t *st, const void *k, size_t kl);
+/* Extra writes queued for the next commit. */
+int sseg_state_batch_count(const sseg_state_t *st);
 
 /* Writes one WriteBatch: every dirty user, the metas of the given partitions and the extra
  * writes; then marks the users clean and evicts clean entries beyond the byte bound. */

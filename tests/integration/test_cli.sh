@@ -6,9 +6,10 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 sseg_tmpdir
 
-"$STREAMSEG" --version | grep -Eq '^streamseg [0-9]+\.[0-9]+\.[0-9]+$' || fail "--version"
-"$STREAMSEG" --help | grep -q 'state.cache.max.bytes' || fail "--help lacks the property table"
-"$STREAMSEG" run --help | grep -q 'SIGTERM' || fail "run --help"
+"$STREAMSEG" --version | grep -E '^streamseg [0-9]+\.[0-9]+\.[0-9]+$' >/dev/null || fail "--version"
+"$STREAMSEG" --help >"$SSEG_TMP/help.txt"
+grep -q state.cache.max.bytes "$SSEG_TMP/help.txt" || fail "--help lacks the property table"
+"$STREAMSEG" run --help | grep 'SIGTERM' >/dev/null || fail "run --help"
 
 expect_conf_error() { # expect_conf_error PATTERN ARGS...: exit 2 and PATTERN on stderr
   local pat=$1 rc=0

@@ -15,7 +15,7 @@ rc=0
 rc=0
 "$STREAMSEG" mock-kafka --topic 'bad name:2' 2>/dev/null || rc=$?
 [ "$rc" -eq 2 ] || fail "an invalid topic name exited $rc, expected 2"
-"$STREAMSEG" mock-kafka --help | grep -q 'leader TOPIC PARTITION' || fail "--help lacks the commands"
+"$STREAMSEG" mock-kafka --help | grep 'leader TOPIC PARTITION' >/dev/null || fail "--help lacks the commands"
 
 mock_start --topic t1:3
 
@@ -52,7 +52,7 @@ if mock_ctl "errors NoSuchApi 6 1" 2>/dev/null; then fail "an unknown API name w
 if mock_ctl "down 9" 2>/dev/null; then fail "an unknown broker was accepted"; fi
 if mock_ctl "leader no.such.topic 0 1" 2>/dev/null; then fail "leader of an unknown topic was accepted"; fi
 mock_ctl "topic t2 2" || fail "topic t2 2: $MOCK_REPLY"
-kcat -L -b "$BOOTSTRAP" -t t2 | grep -q 'topic "t2" with 2 partitions' || fail "t2 not created with 2 partitions"
+kcat -L -b "$BOOTSTRAP" -t t2 | grep 'topic "t2" with 2 partitions' >/dev/null || fail "t2 not created with 2 partitions"
 
 # Injected Produce errors are retriable: the client retries and nothing is lost or doubled.
 mock_ctl "errors Produce NOT_LEADER_FOR_PARTITION 3" || fail "errors: $MOCK_REPLY"

@@ -31,7 +31,7 @@ mock_ctl "up 1"
 wait "$GEN_PID" || fail "generator failed to deliver after the outage: $(tail -3 "$SSEG_TMP/gen2.log")"
 wait_processed "$SSEG_TMP/state" 90000 90 || fail "processing did not resume after the outage"
 stop_streamseg "$RUN_PID" 15
-"$STREAMSEG" inspect -X "state.dir=$SSEG_TMP/state" --offsets | grep -q '"processed":90000,' ||
+"$STREAMSEG" inspect -X "state.dir=$SSEG_TMP/state" --offsets | grep '"processed":90000,' >/dev/null ||
   fail "expected exactly 90000 processed records"
 grep -q "progress" "$SSEG_TMP/outage.log" || fail "no progress lines in the log"
 mock_stop

@@ -36,7 +36,7 @@ typedef struct {
 
 typedef struct {
         /* --- bookkeeping --- */
-        uint64_t seq;      /* per-user output sequence; output ids are "<user_id>-<seq>" */
+        uint64_t seq;      /* unused (0); profile ids are built from n_events and churn_level */
         int64_t first_ts;  /* ms, earliest event time seen */
         int64_t last_ts;   /* ms, latest event time seen: the decay reference */
         uint64_t n_events; /* all events applied */

@@ -4,9 +4,9 @@
  * Exactly-once state: a user state and the input offset that produced it are written in the
  * same RocksDB WriteBatch, after the cycle's outputs were delivered. A crash anywhere replays
  * the cycle from the stored offsets and reproduces the same outputs with the same ids
- * ("<user_id>:<n_events>" for profiles, "<topic>/<partition>/<offset>" for the DLQ), so
- * consumers can deduplicate. Kafka's committed offsets are written only for lag visibility;
- * assignment seeks to the offsets in RocksDB.
+ * ("<user_id>:<n_events>:<churn_level>" for profiles, "<topic>/<partition>/<offset>"
+ * for the DLQ), so consumers can deduplicate. Kafka's committed offsets are written only for lag
+ * visibility; assignment seeks to the offsets in RocksDB.
  */
 #include "pipeline.h"
 
@@ -196,8 +196,13 @@ static sseg_err_t emit_profiles(sseg_pipeline_t *p) {
                 sseg_buf_reset(&p->out);
                 sseg_profile_encode(&e->u, e->uid, e->klen, e->partition, pt->meta.watermark_ms,
                                     (sseg_out_format_t)p->conf->output_format, &p->out);
-                char id[SSEG_USER_ID_MAX + 32];
-                snprintf(id, sizeof(id), "%s:%llu", e->uid, (unsigned long long)e->u.n_events);
+                /* The id names the update: the events applied and the churn level, which a
+                 * churn timer can raise without an event. A replayed cycle reproduces it. No
+                 * counter of emitted profiles is kept in the state: it would depend on the
+                 * cycle boundaries, and the state must not. */
+                char id[SSEG_USER_ID_MAX + 48];
+                snprintf(id, sizeof(id), "%s:%llu:%d", e->uid, (unsigned long long)e->u.n_events,
+                         (int)e->u.churn_level);
                 sseg_err_t err = sseg_pipeline_emit(p, SSEG_OUTPUT_PROFILES, e->uid, e->klen,
                                                     p->out.p, p->out.len, id);
                 if (err)
@@ -725,6 +730,10 @@ sseg_err_t sseg_pipeline_run(sseg_pipeline_t *p, volatile sig_atomic_t *stop, ch
                         if (!p->fatal)
                                 process(p, p->msgs[i], now);
                         rd_kafka_message_destroy(p->msgs[i]);
+                        /* Checked per record, so that count-bounded cycles do not depend on
+                         * how the fetches happened to batch the records. */
+                        if (p->cycle_records >= (uint64_t)p->conf->commit_max_events && !p->fatal)
+                                commit_cycle(p);
                 }
                 rd_kafka_poll(p->producer, 0); /* delivery reports */
                 __atomic_store_n(&p->done_count, p->stats.processed + p->stats.dead,
@@ -732,7 +741,6 @@ sseg_err_t sseg_pipeline_run(sseg_pipeline_t *p, volatile sig_atomic_t *stop, ch
                 if (p->fatal)
                         break;
                 if (now - p->cycle_start >= (double)p->conf->commit_interval_ms ||
-                    p->cycle_records >= (uint64_t)p->conf->commit_max_events ||
                     sseg_state_over_budget(p->st))
                         commit_cycle(p);
                 progress(p, now);

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "churnstage.h"
 #include "features.h"
 #include "log.h"
 #include "profile.h"
@@ -506,9 +507,10 @@ static sseg_err_t process(sseg_pipeline_t *p, const rd_kafka_message_t *m, doubl
  * load its model from p's state and register outputs, and adds itself with
  * sseg_pipeline_add_stage() when enabled. */
 static sseg_err_t add_model_stages(sseg_pipeline_t *p, char *errstr, size_t errstr_size) {
-        (void)p;
-        (void)errstr;
-        (void)errstr_size;
+        sseg_err_t err;
+        /* churn first: the users its timers load are scored before segmentation sees them */
+        if ((err = sseg_churnstage_add(p, errstr, errstr_size)))
+                return err;
         return SSEG_OK;
 }
 

@@ -497,6 +497,31 @@ sseg_err_t sseg_state_scan(sseg_state_t *st, const void *prefix, size_t pl, sseg
         return SSEG_OK;
 }
 
+sseg_err_t sseg_state_scan_range(sseg_state_t *st, const void *lo, size_t lol, const void *hi,
+                                 size_t hil, size_t max, sseg_state_iter_cb *cb, void *opaque,
+                                 char *errstr, size_t errstr_size) {
+        /* Own read options: the upper bound must outlive the iterator and st->ropts is shared
+         * with other readers. */
+        rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+        rocksdb_readoptions_set_iterate_upper_bound(ro, hi, hil);
+        rocksdb_iterator_t *it = rocksdb_create_iterator(st->db, ro);
+        size_t n = 0;
+        for (rocksdb_iter_seek(it, lo, lol); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+                size_t kl, vl;
+                const char *k = rocksdb_iter_key(it, &kl);
+                const char *v = rocksdb_iter_value(it, &vl);
+                if (cb(opaque, k, kl, v, vl) || (max && ++n >= max))
+                        break;
+        }
+        char *rerr = NULL;
+        rocksdb_iter_get_error(it, &rerr);
+        rocksdb_iter_destroy(it);
+        rocksdb_readoptions_destroy(ro);
+        if (rerr)
+                return rdb_err(rerr, "range scan", errstr, errstr_size);
+        return SSEG_OK;
+}
+
 void sseg_state_get_stats(const sseg_state_t *st, sseg_state_stats_t *s) {
         *s = st->stats;
         s->cache_entries = st->cnt;

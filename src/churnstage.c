@@ -1,0 +1,917 @@
+/*
+ * churnstage: churn scores, alerts, timers and refits as a model stage of the pipeline.
+ *
+ * Per commit cycle, on the processing thread:
+ *   1. a finished background refit is applied (version bumped, model bytes in the batch);
+ *   2. the timer sweep: for each assigned partition, the committed timers with due <= the
+ *      partition's clock, in (due, user) order, by a bounded range scan of the 't' keys; each
+ *      fired user is loaded into the cache (it becomes dirty and gets a profile);
+ *   3. every dirty user (the cycle's, then the fired ones) is scored as of its partition's
+ *      clock: fields written, an alert emitted on a level crossing, its timer moved.
+ * Invariant: the committed 't' keys are exactly (partition, u.timer_due_ts, user) of the
+ * committed users with a timer. Both change only here and only in the same WriteBatch, and the
+ * sweep reads committed data only, so it never sees a timer this cycle queued or deleted.
+ *
+ * Owns the alerts' record format (schemas/churn_alert.avsc) and ids; not the statistics
+ * (churn.c), the user state (state.c) or when cycles happen (pipeline.c).
+ */
+#include "churnstage.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "profile.h"
+
+#define PARTS_MAX       4096   /* the pipeline's partition bound (pipeline.c MAX_PARTITIONS) */
+#define FIRE_MAX        100000 /* timers fired per cycle at most; the rest fire next cycle */
+#define CLV_STEPS       12     /* slices of the horizon when discounting (docs/churn.md) */
+#define LEVEL_EPS       1e-9   /* a score this close to a level counts as on it (timer solve) */
+#define MODEL_KEY_LEN   (sizeof(SSEG_CHURN_MODEL_KEY) - 1)
+#define REFIT_SEED_BASE 0x6368726e66697431ULL
+
+static void errf(char *errstr, size_t errstr_size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void errf(char *errstr, size_t errstr_size, const char *fmt, ...) {
+        if (!errstr || !errstr_size)
+                return;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errstr, errstr_size, fmt, ap);
+        va_end(ap);
+}
+
+static int64_t wall_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- options and model -------------------------------------------------------------------- */
+
+void sseg_churnstage_opts_from_conf(sseg_churnstage_opts_t *o, const sseg_conf_t *conf) {
+        memset(o, 0, sizeof(*o));
+        o->kind = conf->churn_model == 0 ? SSEG_CHURN_BGNBD : SSEG_CHURN_MBGNBD;
+        o->unit = conf->churn_time_unit == 0 ? SSEG_CHURN_DAYS : SSEG_CHURN_WEEKS;
+        o->engagement = conf->churn_engagement != 0;
+        o->horizon = conf->churn_horizon;
+        o->discount = conf->churn_clv_discount;
+        o->clv_steps = CLV_STEPS;
+        o->nlevels = conf->churn_levels.n;
+        for (int i = 0; i < o->nlevels && i < SSEG_CONF_DLIST_MAX; i++)
+                o->levels[i] = conf->churn_levels.v[i];
+        o->hysteresis = conf->churn_hysteresis;
+        o->cooldown_ms = conf->churn_cooldown_ms;
+}
+
+void sseg_churnstage_prior(sseg_churn_model_t *m, const sseg_conf_t *conf) {
+        sseg_churnstage_opts_t o;
+        sseg_churnstage_opts_from_conf(&o, conf);
+        /* churn.prior.alpha is in days: alpha is a time, so it scales with the unit. */
+        sseg_bgnbd_params_t p = {conf->churn_prior_r,
+                                 conf->churn_prior_alpha / (o.unit == SSEG_CHURN_WEEKS ? 7 : 1),
+                                 conf->churn_prior_a, conf->churn_prior_b};
+        sseg_gg_params_t g = {conf->churn_prior_p, conf->churn_prior_q, conf->churn_prior_gamma};
+        sseg_churn_model_prior(m, o.kind, o.unit, &p, &g);
+}
+
+/* ---- per user ----------------------------------------------------------------------------- */
+
+sseg_churn_dir_t sseg_churnstage_decide(const sseg_churnstage_opts_t *o, int cur, double score,
+                                        int64_t last_alert_ts, int64_t now_ms, int *new_level,
+                                        int *deferred) {
+        int n = o->nlevels;
+        if (cur >= n)
+                cur = n - 1; /* fewer levels configured than when the level was reached */
+        if (cur < -1)
+                cur = -1;
+        int lv = cur;
+        *deferred = 0;
+        while (lv + 1 < n && score >= o->levels[lv + 1] - LEVEL_EPS)
+                lv++;
+        if (lv == cur)
+                while (lv >= 0 && score < o->levels[lv] - o->hysteresis - LEVEL_EPS)
+                        lv--;
+        *new_level = cur;
+        if (lv == cur)
+                return SSEG_CHURN_DIR_NONE;
+        if (last_alert_ts > 0 && o->cooldown_ms > 0 && now_ms - last_alert_ts < o->cooldown_ms) {
+                *deferred = 1;
+                return SSEG_CHURN_DIR_NONE;
+        }
+        *new_level = lv;
+        return lv > cur ? SSEG_CHURN_DIR_RISING : SSEG_CHURN_DIR_RECOVERED;
+}
+
+void sseg_churnstage_score_user(const sseg_churnstage_opts_t *o, const sseg_churn_model_t *m,
+                                sseg_user_t *u, int64_t now_ms, sseg_churnstage_result_t *r) {
+        memset(r, 0, sizeof(*r));
+        r->prev_level = u->churn_level;
+        r->level = u->churn_level;
+        /* profile.c's convention: score and p_alive both 0 means never scored */
+        r->prev_score = (u->churn_score == 0 && u->p_alive == 0) ? NAN : (double)u->churn_score;
+        const sseg_bgnbd_params_t *par = NULL;
+        if (sseg_churn_rfm_purchases(u, now_ms, o->unit, &r->rfm) == SSEG_OK) {
+                r->basis = SSEG_CHURN_BASIS_PURCHASE;
+                par = &m->purchase.params;
+        } else if (o->engagement &&
+                   sseg_churn_rfm_engagement(u, now_ms, o->unit, &r->rfm) == SSEG_OK) {
+                r->basis = SSEG_CHURN_BASIS_ENGAGEMENT;
+                par = &m->engagement.params;
+        }
+        double s = par ? sseg_churn_score(o->kind, par, r->rfm.x, r->rfm.t_x, r->rfm.T) : NAN;
+        if (!(s >= 0 && s <= 1)) {
+                /* Nothing to score (never bought, engagement off) or invalid statistics: the
+                 * user holds no level and no timer. */
+                u->churn_score = 0;
+                u->p_alive = 0;
+                u->exp_purchases = 0;
+                u->clv = 0;
+                u->churn_level = -1;
+                r->level = -1;
+                return;
+        }
+        r->scored = 1;
+        r->score = s;
+        r->p_alive = 1 - s;
+        if (r->basis == SSEG_CHURN_BASIS_PURCHASE) {
+                double n = (double)u->n_orders, aov = n > 0 ? u->revenue / n : 0;
+                r->expected =
+                    sseg_churn_expected(o->kind, par, r->rfm.x, r->rfm.t_x, r->rfm.T, o->horizon);
+                r->clv = sseg_churn_clv(o->kind, par, &m->spend.params, r->rfm.x, r->rfm.t_x,
+                                        r->rfm.T, n, aov, o->horizon, o->discount, o->clv_steps);
+                if (!isfinite(r->expected))
+                        r->expected = 0;
+                if (!isfinite(r->clv))
+                        r->clv = 0; /* Gamma-Gamma with q <= 1: no finite expected value */
+        }
+        /* A never-buyer is scored on visits: the engagement model predicts visits, not
+         * purchases, so expected purchases and value stay 0. */
+
+        int lv;
+        r->dir = sseg_churnstage_decide(o, u->churn_level, s, u->churn_alert_ts, now_ms, &lv,
+                                        &r->deferred);
+        r->level = lv;
+        if (r->dir != SSEG_CHURN_DIR_NONE)
+                u->churn_alert_ts = now_ms;
+        u->churn_level = (int8_t)lv;
+        u->churn_score = (float)s;
+        u->p_alive = (float)(1 - s);
+        u->exp_purchases = (float)r->expected;
+        u->clv = (float)r->clv;
+
+        int64_t cool_end =
+            u->churn_alert_ts > 0 && o->cooldown_ms > 0 ? u->churn_alert_ts + o->cooldown_ms : 0;
+        int64_t due = 0;
+        if (r->deferred) {
+                due = cool_end; /* re-decide when the cooldown ends */
+        } else if (lv + 1 < o->nlevels) {
+                double T =
+                    sseg_churn_timer_solve(o->kind, par, r->rfm.x, r->rfm.t_x, o->levels[lv + 1]);
+                due = sseg_churn_due_ms(r->rfm.origin_ms, T, o->unit);
+                if (due && due < cool_end)
+                        due = cool_end; /* firing earlier would only be deferred */
+        }
+        if (due && due <= now_ms)
+                due = now_ms + 1; /* rounding: the level is a hair away; never fire in a loop */
+        r->due_ms = due;
+}
+
+/* ---- timer index ------------------------------------------------------------------------- */
+
+static void put_be32(char *p, uint32_t v) {
+        for (int i = 0; i < 4; i++)
+                p[i] = (char)(v >> (24 - 8 * i));
+}
+
+static void put_be64(char *p, uint64_t v) {
+        for (int i = 0; i < 8; i++)
+                p[i] = (char)(v >> (56 - 8 * i));
+}
+
+static uint64_t get_be(const char *p, int n) {
+        uint64_t v = 0;
+        for (int i = 0; i < n; i++)
+                v = v << 8 | (unsigned char)p[i];
+        return v;
+}
+
+size_t sseg_churnstage_timer_key(char *out, int32_t partition, int64_t due_ms, const char *uid,
+                                 size_t len) {
+        if (len > SSEG_USER_ID_MAX)
+                len = SSEG_USER_ID_MAX;
+        out[0] = 't';
+        put_be32(out + 1, (uint32_t)partition);
+        put_be64(out + 5, (uint64_t)due_ms); /* due > 0: unsigned order is time order */
+        memcpy(out + 13, uid, len);
+        return 13 + len;
+}
+
+int sseg_churnstage_timer_key_parse(const char *k, size_t kl, int32_t *partition, int64_t *due_ms,
+                                    const char **uid, size_t *len) {
+        if (kl < 14 || kl > SSEG_CHURN_TIMER_KEY_MAX || k[0] != 't')
+                return -1;
+        *partition = (int32_t)get_be(k + 1, 4);
+        *due_ms = (int64_t)get_be(k + 5, 8);
+        *uid = k + 13;
+        *len = kl - 13;
+        return 0;
+}
+
+typedef struct {
+        sseg_churnstage_timer_cb *cb;
+        void *opaque;
+        size_t visited;
+} sweep_ctx_t;
+
+static int sweep_one(void *opaque, const char *k, size_t kl, const char *v, size_t vl) {
+        sweep_ctx_t *c = opaque;
+        int32_t part;
+        int64_t due;
+        const char *uid;
+        size_t len;
+        c->visited++;
+        if (sseg_churnstage_timer_key_parse(k, kl, &part, &due, &uid, &len))
+                return 0; /* not ours: cannot happen inside the 't' range */
+        return c->cb(c->opaque, part, due, uid, len);
+}
+
+sseg_err_t sseg_churnstage_sweep(sseg_state_t *st, int32_t partition, int64_t now_ms, size_t max,
+                                 sseg_churnstage_timer_cb *cb, void *opaque, size_t *visited,
+                                 char *errstr, size_t errstr_size) {
+        char lo[5], hi[13];
+        lo[0] = hi[0] = 't';
+        put_be32(lo + 1, (uint32_t)partition);
+        put_be32(hi + 1, (uint32_t)partition);
+        /* [t P, t P BE64(now + 1)): every key with due <= now, whatever its user id */
+        put_be64(hi + 5, (uint64_t)now_ms + 1);
+        sweep_ctx_t c = {cb, opaque, 0};
+        sseg_err_t err = sseg_state_scan_range(st, lo, sizeof(lo), hi, sizeof(hi), max, sweep_one,
+                                               &c, errstr, errstr_size);
+        if (visited)
+                *visited = c.visited;
+        return err;
+}
+
+/* ---- alert record -------------------------------------------------------------------------- */
+
+/* Avro binary or JSON through one field list, as profile.c does: the two cannot drift. */
+typedef struct {
+        sseg_buf_t *b;
+        int json;
+        int first;
+} enc_t;
+
+static void key(enc_t *e, const char *name) {
+        if (!e->json)
+                return;
+        if (!e->first)
+                sseg_buf_putc(e->b, ',');
+        e->first = 0;
+        sseg_buf_printf(e->b, "\"%s\":", name);
+}
+
+static void f_long(enc_t *e, const char *name, int64_t v) {
+        key(e, name);
+        if (e->json)
+                sseg_buf_printf(e->b, "%lld", (long long)v);
+        else
+                sseg_buf_avro_long(e->b, v);
+}
+
+static void f_double(enc_t *e, const char *name, double v) {
+        key(e, name);
+        if (!isfinite(v))
+                v = 0;
+        if (e->json)
+                sseg_buf_json_double(e->b, v);
+        else
+                sseg_buf_avro_double(e->b, v);
+}
+
+static void f_string(enc_t *e, const char *name, const char *s, size_t n) {
+        key(e, name);
+        if (e->json)
+                sseg_buf_json_str(e->b, s, n);
+        else
+                sseg_buf_avro_string(e->b, s, n);
+}
+
+static void f_enum(enc_t *e, const char *name, int idx, const char *const *symbols) {
+        key(e, name);
+        if (e->json)
+                sseg_buf_printf(e->b, "\"%s\"", symbols[idx]);
+        else
+                sseg_buf_avro_long(e->b, idx);
+}
+
+/* Union ["null", T]: null, or branch 1 followed by the value. */
+static void f_opt_double(enc_t *e, const char *name, int present, double v) {
+        key(e, name);
+        if (!e->json) {
+                sseg_buf_avro_long(e->b, present);
+                if (present)
+                        sseg_buf_avro_double(e->b, v);
+        } else if (present) {
+                sseg_buf_json_double(e->b, v);
+        } else {
+                sseg_buf_append(e->b, "null", 4);
+        }
+}
+
+static void f_opt_long(enc_t *e, const char *name, int present, int64_t v) {
+        key(e, name);
+        if (!e->json) {
+                sseg_buf_avro_long(e->b, present);
+                if (present)
+                        sseg_buf_avro_long(e->b, v);
+        } else if (present) {
+                sseg_buf_printf(e->b, "%lld", (long long)v);
+        } else {
+                sseg_buf_append(e->b, "null", 4);
+        }
+}
+
+static const char *const dir_syms[] = {"NONE", "RISING", "RECOVERED"};
+static const char *const trigger_syms[] = {"EVENT", "TIMER"};
+static const char *const basis_syms[] = {"PURCHASE", "ENGAGEMENT"};
+
+void sseg_churnstage_alert_encode(const sseg_churnstage_opts_t *o,
+                                  const sseg_churnstage_result_t *r, const char *id,
+                                  const char *uid, size_t uid_len, int32_t partition, int timer,
+                                  int64_t last_purchase_ts, uint32_t model_version, int64_t ts,
+                                  int json, sseg_buf_t *out) {
+        enc_t e = {out, json, 1};
+        /* The level crossed: RISING, the level reached; RECOVERED, the lowest level left. */
+        int crossed = r->dir == SSEG_CHURN_DIR_RISING ? r->level : r->level + 1;
+        double threshold = crossed >= 0 && crossed < o->nlevels ? o->levels[crossed] : 0;
+        if (json)
+                sseg_buf_putc(out, '{');
+        f_string(&e, "id", id, strlen(id));
+        f_string(&e, "user_id", uid, uid_len);
+        f_long(&e, "partition", partition);
+        /* Avro enum index: the schema's symbols are RISING, RECOVERED */
+        if (json)
+                f_enum(&e, "direction", (int)r->dir, dir_syms);
+        else
+                f_enum(&e, "direction", r->dir == SSEG_CHURN_DIR_RISING ? 0 : 1, dir_syms);
+        f_enum(&e, "trigger", timer ? 1 : 0, trigger_syms);
+        f_enum(&e, "basis", (int)r->basis, basis_syms);
+        f_long(&e, "level", r->level);
+        f_long(&e, "previous_level", r->prev_level);
+        f_double(&e, "level_threshold", threshold);
+        f_double(&e, "score", r->score);
+        f_opt_double(&e, "previous_score", isfinite(r->prev_score), r->prev_score);
+        f_double(&e, "p_alive", r->p_alive);
+        f_double(&e, "expected_purchases", r->expected);
+        f_double(&e, "clv", r->clv);
+        f_double(&e, "x", r->rfm.x);
+        f_double(&e, "t_x", r->rfm.t_x);
+        f_double(&e, "T", r->rfm.T);
+        f_string(&e, "time_unit", sseg_churn_unit2str(o->unit),
+                 strlen(sseg_churn_unit2str(o->unit)));
+        f_double(&e, "horizon", o->horizon);
+        f_opt_long(&e, "last_purchase_ts", last_purchase_ts > 0, last_purchase_ts);
+        f_long(&e, "model_version", model_version);
+        f_long(&e, "ts", ts);
+        if (json)
+                sseg_buf_putc(out, '}');
+}
+
+/* ---- the refit thread ------------------------------------------------------------------------ */
+
+typedef struct {
+        double *a, *b, *c; /* x, t_x, T  or  n_orders, mean, - */
+        size_t n, cap;
+        uint64_t seen;
+} sample_t;
+
+typedef struct {
+        /* set by the processing thread before the start, read-only afterwards */
+        sseg_state_t *st;
+        sseg_churnstage_opts_t o;
+        sseg_churn_model_t base; /* the model in use: warm starts */
+        int clock_event;
+        int64_t now_wall;
+        int64_t wm[PARTS_MAX]; /* per-partition clocks for T (event clock) */
+        int64_t wm_max;
+        uint64_t max_users, min_users;
+        /* owned by the thread until done */
+        uint64_t rng;
+        sample_t purchase, engagement, spend;
+        uint64_t scanned, bad;
+        sseg_churn_model_t res;
+        int ok[3]; /* purchase, engagement, spend fitted */
+        char why[3][256];
+        char scan_err[256];
+        /* handover */
+        pthread_t th;
+        int running; /* processing thread: started and not joined */
+        int done;    /* atomic: the thread finished */
+        int cancel;  /* atomic: stop early (shutdown) */
+} refit_t;
+
+static uint64_t rng_next(uint64_t *s) {
+        /* splitmix64 */
+        uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        return z ^ (z >> 31);
+}
+
+static void sample_free(sample_t *s) {
+        free(s->a);
+        free(s->b);
+        free(s->c);
+        memset(s, 0, sizeof(*s));
+}
+
+/* Reservoir sampling (Vitter's algorithm R): a uniform sample of at most max rows. Returns
+ * -1 on allocation failure. */
+static int sample_add(sample_t *s, uint64_t max, uint64_t *rng, double a, double b, double c) {
+        s->seen++;
+        size_t i;
+        if (s->n < max) {
+                if (s->n == s->cap) {
+                        size_t cap = s->cap ? s->cap * 2 : 4096;
+                        if (cap > max)
+                                cap = (size_t)max;
+                        double *na = realloc(s->a, cap * sizeof(double));
+                        if (na)
+                                s->a = na;
+                        double *nb = na ? realloc(s->b, cap * sizeof(double)) : NULL;
+                        if (nb)
+                                s->b = nb;
+                        double *nc = nb ? realloc(s->c, cap * sizeof(double)) : NULL;
+                        if (!nc)
+                                return -1;
+                        s->c = nc;
+                        s->cap = cap;
+                }
+                i = s->n++;
+        } else {
+                uint64_t j = rng_next(rng) % s->seen;
+                if (j >= max)
+                        return 0;
+                i = (size_t)j;
+        }
+        s->a[i] = a;
+        s->b[i] = b;
+        s->c[i] = c;
+        return 0;
+}
+
+static int refit_user(void *opaque, const char *k, size_t kl, const char *v, size_t vl) {
+        refit_t *rf = opaque;
+        if (__atomic_load_n(&rf->cancel, __ATOMIC_RELAXED))
+                return 1;
+        if (kl < 6)
+                return 0;
+        sseg_user_t u;
+        if (sseg_state_unpack_user(v, vl, &u)) {
+                rf->bad++;
+                return 0;
+        }
+        rf->scanned++;
+        uint32_t part = (uint32_t)get_be(k + 1, 4);
+        int64_t now = rf->now_wall;
+        if (rf->clock_event)
+                now = part < PARTS_MAX && rf->wm[part] > 0 ? rf->wm[part] : rf->wm_max;
+        sseg_churn_rfm_t m;
+        int fail = 0;
+        if (sseg_churn_rfm_purchases(&u, now, rf->o.unit, &m) == SSEG_OK)
+                fail |= sample_add(&rf->purchase, rf->max_users, &rf->rng, m.x, m.t_x, m.T);
+        else if (rf->o.engagement && sseg_churn_rfm_engagement(&u, now, rf->o.unit, &m) == SSEG_OK)
+                fail |= sample_add(&rf->engagement, rf->max_users, &rf->rng, m.x, m.t_x, m.T);
+        if (u.n_orders > 0 && u.revenue > 0)
+                fail |= sample_add(&rf->spend, rf->max_users, &rf->rng, (double)u.n_orders,
+                                   u.revenue / u.n_orders, 0);
+        if (fail) {
+                snprintf(rf->scan_err, sizeof(rf->scan_err), "out of memory sampling users");
+                return 1;
+        }
+        return 0;
+}
+
+static void *refit_main(void *arg) {
+        refit_t *rf = arg;
+        rf->res = rf->base;
+        char k[1] = {'u'}, end[1] = {'v'};
+        char e[256] = "";
+        /* The iterator reads one implicit snapshot of the committed states. */
+        sseg_err_t err =
+            sseg_state_scan_range(rf->st, k, 1, end, 1, 0, refit_user, rf, e, sizeof(e));
+        if (err && !*rf->scan_err)
+                snprintf(rf->scan_err, sizeof(rf->scan_err), "reading the users: %s", e);
+        if (*rf->scan_err || __atomic_load_n(&rf->cancel, __ATOMIC_RELAXED))
+                goto out;
+
+        sseg_churn_fit_opts_t fo;
+        sseg_churn_fit_opts_default(&fo);
+        fo.min_users = rf->min_users;
+        sample_t *parts[2] = {&rf->purchase, &rf->engagement};
+        sseg_bgnbd_fit_t *dst[2] = {&rf->res.purchase, &rf->res.engagement};
+        for (int i = 0; i < 2; i++) {
+                if (i == 1 && !rf->o.engagement) {
+                        snprintf(rf->why[i], sizeof(rf->why[i]), "churn.engagement is off");
+                        continue;
+                }
+                sseg_bgnbd_fit_t fit;
+                fo.init = &dst[i]->params;
+                err = sseg_churn_fit(rf->o.kind, parts[i]->a, parts[i]->b, parts[i]->c, NULL,
+                                     parts[i]->n, &fo, &fit, rf->why[i], sizeof(rf->why[i]));
+                if (!err && !fit.info.converged) {
+                        snprintf(rf->why[i], sizeof(rf->why[i]),
+                                 "the optimiser did not converge (%d iterations)",
+                                 fit.info.iterations);
+                        err = SSEG_ERR_MODEL;
+                }
+                if (!err) {
+                        fit.info.fit_ts_ms = wall_ms();
+                        *dst[i] = fit;
+                        rf->ok[i] = 1;
+                }
+        }
+        sseg_gg_fit_t gg;
+        fo.gg_init = &rf->res.spend.params;
+        err = sseg_churn_fit_gg(rf->spend.a, rf->spend.b, NULL, rf->spend.n, &fo, &gg, rf->why[2],
+                                sizeof(rf->why[2]));
+        if (!err && !gg.info.converged) {
+                snprintf(rf->why[2], sizeof(rf->why[2]),
+                         "the optimiser did not converge (%d iterations)", gg.info.iterations);
+                err = SSEG_ERR_MODEL;
+        }
+        if (!err) {
+                gg.info.fit_ts_ms = wall_ms();
+                rf->res.spend = gg;
+                rf->ok[2] = 1;
+        }
+out:
+        sample_free(&rf->purchase);
+        sample_free(&rf->engagement);
+        sample_free(&rf->spend);
+        __atomic_store_n(&rf->done, 1, __ATOMIC_RELEASE);
+        return NULL;
+}
+
+/* ---- the stage ------------------------------------------------------------------------------- */
+
+typedef struct {
+        int32_t part;
+        int64_t due;
+        uint8_t len;
+        char uid[SSEG_USER_ID_MAX];
+} fired_t;
+
+typedef struct {
+        sseg_pipeline_t *p;
+        const sseg_conf_t *conf;
+        sseg_state_t *st;
+        sseg_churnstage_opts_t o;
+        sseg_churn_model_t model;
+        int out; /* alerts output handle */
+        int json;
+        int clock_event;
+        sseg_buf_t buf;
+        fired_t *fired;
+        size_t nfired, capfired;
+        refit_t *rf;
+        int64_t refit_interval_ms, next_refit_ms;
+        uint64_t alerts[3], timers_fired, timers_stale, refits_ok, refits_failed;
+} stage_t;
+
+static int collect_fired(void *opaque, int32_t part, int64_t due, const char *uid, size_t len) {
+        stage_t *s = opaque;
+        if (len > SSEG_USER_ID_MAX)
+                return 0;
+        if (s->nfired == s->capfired) {
+                size_t cap = s->capfired ? s->capfired * 2 : 256;
+                fired_t *nf = realloc(s->fired, cap * sizeof(*nf));
+                if (!nf)
+                        return 1; /* the rest fire next cycle */
+                s->fired = nf;
+                s->capfired = cap;
+        }
+        fired_t *f = &s->fired[s->nfired++];
+        f->part = part;
+        f->due = due;
+        f->len = (uint8_t)len;
+        memcpy(f->uid, uid, len);
+        return 0;
+}
+
+/* Scores one cached user and moves its timer; emits its alert. */
+static sseg_err_t score_entry(stage_t *s, sseg_entry_t *e, int timer, int64_t now_wall,
+                              char *errstr, size_t errstr_size) {
+        int64_t now = s->clock_event ? sseg_pipeline_watermark(s->p, e->partition) : now_wall;
+        if (now <= 0)
+                return SSEG_OK; /* no clock yet for this partition */
+        sseg_user_t *u = &e->u;
+        sseg_churnstage_result_t r;
+        sseg_churnstage_score_user(&s->o, &s->model, u, now, &r);
+        if (r.due_ms != u->timer_due_ts) {
+                char k[SSEG_CHURN_TIMER_KEY_MAX];
+                size_t kl;
+                if (u->timer_due_ts > 0) {
+                        kl = sseg_churnstage_timer_key(k, e->partition, u->timer_due_ts, e->uid,
+                                                       e->klen);
+                        sseg_state_batch_delete(s->st, k, kl);
+                }
+                if (r.due_ms > 0) {
+                        kl = sseg_churnstage_timer_key(k, e->partition, r.due_ms, e->uid, e->klen);
+                        sseg_state_batch_put(s->st, k, kl, "", 0);
+                }
+                u->timer_due_ts = r.due_ms;
+        }
+        if (r.dir == SSEG_CHURN_DIR_NONE)
+                return SSEG_OK;
+        /* The id is a function of the user's state: the events applied, the model and the
+         * crossing. A replayed cycle reproduces it; no two alerts of a user share it (with no
+         * event and the same model the score only rises, one level at a time). */
+        char id[SSEG_USER_ID_MAX + 64];
+        snprintf(id, sizeof(id), "%s:%llu:%u:%d:%s", e->uid, (unsigned long long)u->n_events,
+                 s->model.version, r.level,
+                 r.dir == SSEG_CHURN_DIR_RISING ? "rising" : "recovered");
+        sseg_buf_reset(&s->buf);
+        sseg_churnstage_alert_encode(&s->o, &r, id, e->uid, e->klen, e->partition, timer,
+                                     u->first_purchase_ts ? u->last_purchase_ts : 0,
+                                     s->model.version, now, s->json, &s->buf);
+        sseg_err_t err =
+            sseg_pipeline_emit(s->p, s->out, e->uid, e->klen, s->buf.p, s->buf.len, id);
+        if (err) {
+                errf(errstr, errstr_size, "emitting a churn alert: %s", sseg_err2str(err));
+                return err;
+        }
+        s->alerts[r.dir]++;
+        return SSEG_OK;
+}
+
+static const char *const part_names[3] = {"purchase", "engagement", "spend"};
+
+/* Applies a finished refit (processing thread). */
+static void refit_apply(stage_t *s) {
+        refit_t *rf = s->rf;
+        pthread_join(rf->th, NULL);
+        rf->running = 0;
+        if (*rf->scan_err) {
+                s->refits_failed++;
+                sseg_warn("churn refit failed, model v%u kept: %s", s->model.version, rf->scan_err);
+                return;
+        }
+        int any = 0;
+        for (int i = 0; i < 3; i++) {
+                if (rf->ok[i])
+                        any = 1;
+                else if (!(i == 1 && !s->o.engagement))
+                        sseg_warn(
+                            "churn refit: %s model not refitted, previous parameters kept: %s",
+                            part_names[i], rf->why[i]);
+        }
+        if (!any) {
+                s->refits_failed++;
+                return;
+        }
+        /* Parts that failed keep the parameters in use now (the thread started from a copy). */
+        sseg_churn_model_t m = s->model;
+        if (rf->ok[0])
+                m.purchase = rf->res.purchase;
+        if (rf->ok[1])
+                m.engagement = rf->res.engagement;
+        if (rf->ok[2])
+                m.spend = rf->res.spend;
+        m.version = s->model.version + 1;
+        s->model = m;
+        sseg_buf_reset(&s->buf);
+        sseg_churn_model_serialize(&m, &s->buf);
+        sseg_state_batch_put(s->st, SSEG_CHURN_MODEL_KEY, MODEL_KEY_LEN, s->buf.p, s->buf.len);
+        s->refits_ok++;
+        sseg_info("churn model v%u (%llu users scanned): purchase r=%.4g alpha=%.4g a=%.4g "
+                  "b=%.4g LL=%.6g n=%llu%s; spend p=%.4g q=%.4g gamma=%.4g n=%llu%s",
+                  m.version, (unsigned long long)rf->scanned, m.purchase.params.r,
+                  m.purchase.params.alpha, m.purchase.params.a, m.purchase.params.b,
+                  m.purchase.info.loglik, (unsigned long long)m.purchase.info.n_users,
+                  rf->ok[0] ? "" : " (kept)", m.spend.params.p, m.spend.params.q,
+                  m.spend.params.gamma, (unsigned long long)m.spend.info.n_users,
+                  rf->ok[2] ? "" : " (kept)");
+}
+
+static void refit_start(stage_t *s, int64_t now_wall) {
+        refit_t *rf = s->rf;
+        memset(rf, 0, sizeof(*rf));
+        rf->st = s->st;
+        rf->o = s->o;
+        rf->base = s->model;
+        rf->clock_event = s->clock_event;
+        rf->now_wall = now_wall;
+        for (int i = 0; i < PARTS_MAX; i++) {
+                rf->wm[i] = sseg_pipeline_watermark(s->p, i);
+                if (rf->wm[i] > rf->wm_max)
+                        rf->wm_max = rf->wm[i];
+        }
+        if (rf->clock_event && rf->wm_max <= 0)
+                return; /* no event yet: nothing to fit */
+        rf->max_users = (uint64_t)s->conf->churn_fit_max_users;
+        rf->min_users = (uint64_t)s->conf->churn_fit_min_users;
+        rf->rng = REFIT_SEED_BASE ^ s->model.version;
+        if (pthread_create(&rf->th, NULL, refit_main, rf)) {
+                sseg_warn("churn refit: cannot start the thread; next try in %lld ms",
+                          (long long)s->refit_interval_ms);
+                return;
+        }
+        rf->running = 1;
+}
+
+static sseg_err_t stage_cycle(void *opaque, sseg_pipeline_t *p, sseg_entry_t **users, size_t n,
+                              int64_t now_ms, char *errstr, size_t errstr_size) {
+        stage_t *s = opaque;
+        sseg_err_t err;
+        if (s->rf->running && __atomic_load_n(&s->rf->done, __ATOMIC_ACQUIRE))
+                refit_apply(s);
+
+        /* The sweep, in time order per partition. Fired users are loaded after the scans. */
+        size_t n0, n1;
+        sseg_state_dirty(s->st, &n0);
+        s->nfired = 0;
+        for (int32_t part = 0; part < PARTS_MAX && s->nfired < FIRE_MAX; part++) {
+                if (!sseg_pipeline_assigned(p, part))
+                        continue;
+                int64_t now = s->clock_event ? sseg_pipeline_watermark(p, part) : now_ms;
+                if (now <= 0)
+                        continue;
+                if ((err = sseg_churnstage_sweep(s->st, part, now, FIRE_MAX - s->nfired,
+                                                 collect_fired, s, NULL, errstr, errstr_size)))
+                        return err;
+        }
+        for (size_t i = 0; i < s->nfired; i++) {
+                fired_t *f = &s->fired[i];
+                int is_new;
+                sseg_entry_t *e = sseg_state_get(s->st, f->part, f->uid, f->len, &is_new, &err,
+                                                 errstr, errstr_size);
+                if (!e)
+                        return err;
+                s->timers_fired++;
+                if (e->u.timer_due_ts != f->due) {
+                        /* Not the user's timer (a leftover of an older layout or a bug): drop
+                         * it; scoring below sets the right one. */
+                        char k[SSEG_CHURN_TIMER_KEY_MAX];
+                        size_t kl = sseg_churnstage_timer_key(k, f->part, f->due, f->uid, f->len);
+                        sseg_state_batch_delete(s->st, k, kl);
+                        s->timers_stale++;
+                }
+        }
+        sseg_entry_t **dirty = sseg_state_dirty(s->st, &n1);
+
+        for (size_t i = 0; i < n; i++)
+                if ((err = score_entry(s, users[i], 0, now_ms, errstr, errstr_size)))
+                        return err;
+        /* Loaded by the sweep only (no event of theirs this cycle), in firing order. */
+        for (size_t i = n0; i < n1; i++)
+                if ((err = score_entry(s, dirty[i], 1, now_ms, errstr, errstr_size)))
+                        return err;
+
+        if (s->refit_interval_ms > 0 && !s->rf->running && now_ms >= s->next_refit_ms) {
+                s->next_refit_ms = now_ms + s->refit_interval_ms;
+                refit_start(s, now_ms);
+        }
+        if (s->nfired)
+                sseg_debug("churn: %zu timers fired, %zu users scored", s->nfired, n + n1 - n0);
+        return SSEG_OK;
+}
+
+static void stage_destroy(void *opaque) {
+        stage_t *s = opaque;
+        if (!s)
+                return;
+        if (s->rf) {
+                if (s->rf->running) {
+                        __atomic_store_n(&s->rf->cancel, 1, __ATOMIC_RELAXED);
+                        pthread_join(s->rf->th, NULL);
+                }
+                free(s->rf);
+        }
+        sseg_info("churn: %llu rising and %llu recovered alerts, %llu timers fired, %llu refits "
+                  "(%llu failed)",
+                  (unsigned long long)s->alerts[SSEG_CHURN_DIR_RISING],
+                  (unsigned long long)s->alerts[SSEG_CHURN_DIR_RECOVERED],
+                  (unsigned long long)s->timers_fired, (unsigned long long)s->refits_ok,
+                  (unsigned long long)s->refits_failed);
+        sseg_buf_free(&s->buf);
+        free(s->fired);
+        free(s);
+}
+
+/* The stored model, or the prior when none is stored. *stored tells which. */
+static sseg_err_t load_model(sseg_state_t *st, const sseg_conf_t *conf, sseg_churn_model_t *m,
+                             int *stored, char *errstr, size_t errstr_size) {
+        char *v = NULL;
+        size_t vl = 0;
+        char e[256];
+        sseg_churnstage_prior(m, conf);
+        *stored = 0;
+        sseg_err_t err =
+            sseg_state_read(st, SSEG_CHURN_MODEL_KEY, MODEL_KEY_LEN, &v, &vl, e, sizeof(e));
+        if (err == SSEG_ERR_NOENT)
+                return SSEG_OK;
+        if (err) {
+                errf(errstr, errstr_size, "reading the churn model: %s",
+                     err == SSEG_ERR_NOMEM ? "out of memory" : e);
+                return err;
+        }
+        err = sseg_churn_model_deserialize(v, vl, m, e, sizeof(e));
+        free(v);
+        if (err) {
+                errf(errstr, errstr_size, "stored churn model (key %s) unreadable: %s",
+                     SSEG_CHURN_MODEL_KEY, e);
+                return err;
+        }
+        *stored = 1;
+        return SSEG_OK;
+}
+
+sseg_err_t sseg_churnstage_add(sseg_pipeline_t *p, char *errstr, size_t errstr_size) {
+        const sseg_conf_t *conf = sseg_pipeline_conf(p);
+        if (!conf->churn_enabled)
+                return SSEG_OK;
+        const sseg_conf_dlist_t *lv = &conf->churn_levels;
+        if (lv->n < 1) {
+                errf(errstr, errstr_size, "churn.levels: at least one level is needed");
+                return SSEG_ERR_INVAL;
+        }
+        for (int i = 1; i < lv->n; i++)
+                if (!(lv->v[i] > lv->v[i - 1])) {
+                        errf(errstr, errstr_size, "churn.levels: levels must increase");
+                        return SSEG_ERR_INVAL;
+                }
+        stage_t *s = calloc(1, sizeof(*s));
+        refit_t *rf = calloc(1, sizeof(*rf));
+        if (!s || !rf) {
+                free(s);
+                free(rf);
+                errf(errstr, errstr_size, "out of memory");
+                return SSEG_ERR_NOMEM;
+        }
+        s->rf = rf;
+        s->p = p;
+        s->conf = conf;
+        s->st = sseg_pipeline_state(p);
+        sseg_churnstage_opts_from_conf(&s->o, conf);
+        s->json = conf->output_format == SSEG_OUT_JSON;
+        s->clock_event = conf->churn_clock == 0;
+        sseg_buf_init(&s->buf);
+        int stored;
+        sseg_err_t err = load_model(s->st, conf, &s->model, &stored, errstr, errstr_size);
+        if (err) {
+                stage_destroy(s);
+                return err;
+        }
+        if (stored && (s->model.kind != s->o.kind || s->model.unit != s->o.unit)) {
+                /* Parameters of another family or unit mean nothing here: start from the
+                 * prior, keeping the version count monotonic. */
+                uint32_t ver = s->model.version;
+                sseg_warn("churn: stored model is %s in %s, configured %s in %s: using the prior "
+                          "until the next refit",
+                          sseg_churn_kind2str(s->model.kind), sseg_churn_unit2str(s->model.unit),
+                          sseg_churn_kind2str(s->o.kind), sseg_churn_unit2str(s->o.unit));
+                sseg_churnstage_prior(&s->model, conf);
+                s->model.version = ver;
+                stored = 0;
+        }
+        s->refit_interval_ms = conf->churn_refit_interval_ms;
+        int64_t last_fit = s->model.purchase.info.fit_ts_ms;
+        if (s->model.spend.info.fit_ts_ms > last_fit)
+                last_fit = s->model.spend.info.fit_ts_ms;
+        s->next_refit_ms = (last_fit > 0 ? last_fit : wall_ms()) + s->refit_interval_ms;
+        s->out = sseg_pipeline_add_output(p, conf->output_churn_alerts_topic);
+        if (s->out < 0) {
+                errf(errstr, errstr_size, "output.churn.alerts.topic %s: cannot add the output",
+                     conf->output_churn_alerts_topic);
+                stage_destroy(s);
+                return SSEG_ERR_KAFKA;
+        }
+        sseg_info("churn: %s model v%u (%s), %s clock, levels %d, refit every %lld ms",
+                  sseg_churn_kind2str(s->o.kind), s->model.version, stored ? "stored" : "prior",
+                  s->clock_event ? "event" : "wall", s->o.nlevels, (long long)s->refit_interval_ms);
+        sseg_stage_t st = {
+            .name = "churn", .opaque = s, .cycle = stage_cycle, .destroy = stage_destroy};
+        if ((err = sseg_pipeline_add_stage(p, &st))) {
+                errf(errstr, errstr_size, "churn: too many model stages");
+                return err;
+        }
+        return SSEG_OK;
+}
+
+sseg_err_t sseg_churnstage_model_json(sseg_state_t *st, const sseg_conf_t *conf, sseg_buf_t *out,
+                                      char *errstr, size_t errstr_size) {
+        sseg_churn_model_t m;
+        int stored;
+        sseg_err_t err = load_model(st, conf, &m, &stored, errstr, errstr_size);
+        if (err)
+                return err;
+        sseg_churn_model_json(&m, out);
+        return SSEG_OK;
+}

@@ -42,6 +42,8 @@ struct sseg_pipeline_s {
         rd_kafka_t *producer;
         rd_kafka_topic_t *topics[SSEG_OUTPUT_MAX];
         int ntopics;
+        int offline;            /* no Kafka clients: outputs are encoded and counted only */
+        uint64_t offline_bytes; /* output bytes an offline pipeline would have sent */
         sseg_stage_t stages[SSEG_PIPELINE_MAX_STAGES];
         int nstages;
         sseg_entry_t **sorted; /* the cycle's dirty users in stage order */
@@ -128,7 +130,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         if (!m->err)
                 return;
         p->dr_failures++;
-        snprintf(p->dr_last_err, sizeof(p->dr_last_err), "%s [%d]: %s", rd_kafka_topic_name(m->rkt),
+        snprintf(p->dr_last_err, sizeof(p->dr_last_err), "%s [%d]: %s", p->conf->input_topic,
                  m->partition, rd_kafka_err2str(m->err));
 }
 
@@ -136,6 +138,11 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
 static sseg_err_t produce(sseg_pipeline_t *p, rd_kafka_topic_t *rkt, const void *key, size_t klen,
                           const void *val, size_t vlen, rd_kafka_headers_t *hdrs) {
+        if (p->offline) {
+                p->offline_bytes += klen + vlen;
+                rd_kafka_headers_destroy(hdrs);
+                return SSEG_OK;
+        }
         for (int tries = 0;; tries++) {
                 rd_kafka_resp_err_t err = rd_kafka_producev(
                     p->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, klen),
@@ -164,6 +171,8 @@ static sseg_err_t produce(sseg_pipeline_t *p, rd_kafka_topic_t *rkt, const void 
 /* Waits until every output of the cycle is acknowledged. Broker outages make this wait
  * (outputs have no delivery timeout); a hard stop (*stop >= 2) gives up. */
 static sseg_err_t deliver_outputs(sseg_pipeline_t *p) {
+        if (p->offline)
+                return SSEG_OK;
         double t0 = mono_ms(), warned = t0;
         while (rd_kafka_outq_len(p->producer) > 0) {
                 rd_kafka_flush(p->producer, 200);
@@ -263,6 +272,7 @@ static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
         sseg_err_t err;
         if ((err = run_stages(p)))
                 return err;
+        double t_stages = mono_ms();
         size_t ndirty;
         sseg_state_dirty(p->st, &ndirty);
         int32_t ids[MAX_PARTITIONS];
@@ -274,18 +284,21 @@ static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
                         metas[n++] = p->parts[i].meta;
                 }
         }
-        if (!ndirty && !n && !rd_kafka_outq_len(p->producer) && !sseg_state_batch_count(p->st)) {
+        if (!ndirty && !n && (p->offline || !rd_kafka_outq_len(p->producer)) &&
+            !sseg_state_batch_count(p->st)) {
                 p->cycle_start = t0;
                 p->cycle_records = 0;
                 return SSEG_OK;
         }
         if ((err = emit_profiles(p)))
                 return err;
+        double t_emit = mono_ms();
         if ((err = deliver_outputs(p))) {
                 if (err == SSEG_ERR_TIMEOUT)
                         p->aborted = 1;
                 return err;
         }
+        double t_deliver = mono_ms();
         char msg[512];
         if ((err = sseg_state_commit(p->st, ids, metas, n, msg, sizeof(msg)))) {
                 set_fatal(p, err, msg);
@@ -293,7 +306,7 @@ static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
         }
         for (int i = 0; i < n; i++)
                 p->parts[ids[i]].dirty_meta = 0;
-        if (n) {
+        if (n && !p->offline) {
                 /* Kafka's committed offsets only serve lag monitoring: asynchronous. */
                 rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(n);
                 for (int i = 0; i < n; i++)
@@ -304,8 +317,10 @@ static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
         }
         p->stats.cycles++;
         p->stats.last_cycle_ms = mono_ms() - t0;
-        sseg_debug("cycle: %zu users, %d partitions committed in %.1f ms", ndirty, n,
-                   p->stats.last_cycle_ms);
+        sseg_debug("cycle: %zu users, %d partitions committed in %.1f ms (stages %.1f, profiles "
+                   "%.1f, delivery %.1f, WriteBatch %.1f)",
+                   ndirty, n, p->stats.last_cycle_ms, t_stages - t0, t_emit - t_stages,
+                   t_deliver - t_emit, mono_ms() - t_deliver);
         p->cycle_start = mono_ms();
         p->cycle_records = 0;
         return SSEG_OK;
@@ -420,12 +435,12 @@ static sseg_err_t dead_letter(sseg_pipeline_t *p, const rd_kafka_message_t *m,
         char part[16], off[24], id[300];
         snprintf(part, sizeof(part), "%d", m->partition);
         snprintf(off, sizeof(off), "%lld", (long long)m->offset);
-        snprintf(id, sizeof(id), "%s/%d/%lld", rd_kafka_topic_name(m->rkt), m->partition,
+        snprintf(id, sizeof(id), "%s/%d/%lld", p->conf->input_topic, m->partition,
                  (long long)m->offset);
         rd_kafka_headers_t *h = rd_kafka_headers_new(6);
         rd_kafka_header_add(h, "sseg.error", -1, sseg_dlq_reason_name(reason), -1);
         rd_kafka_header_add(h, "sseg.error.message", -1, why, -1);
-        rd_kafka_header_add(h, "sseg.source.topic", -1, rd_kafka_topic_name(m->rkt), -1);
+        rd_kafka_header_add(h, "sseg.source.topic", -1, p->conf->input_topic, -1);
         rd_kafka_header_add(h, "sseg.source.partition", -1, part, -1);
         rd_kafka_header_add(h, "sseg.source.offset", -1, off, -1);
         rd_kafka_header_add(h, "sseg.id", -1, id, -1);
@@ -456,8 +471,8 @@ static sseg_err_t process(sseg_pipeline_t *p, const rd_kafka_message_t *m, doubl
         }
         if (m->offset > pt->meta.next_offset && pt->meta.next_offset > 0)
                 sseg_debug("%s [%d]: offsets %lld..%lld absent (compacted or deleted)",
-                           rd_kafka_topic_name(m->rkt), m->partition,
-                           (long long)pt->meta.next_offset, (long long)m->offset - 1);
+                           p->conf->input_topic, m->partition, (long long)pt->meta.next_offset,
+                           (long long)m->offset - 1);
         p->stats.records_in++;
         char why[256];
         int retry = 0;
@@ -466,7 +481,7 @@ static sseg_err_t process(sseg_pipeline_t *p, const rd_kafka_message_t *m, doubl
         if (retry) {
                 /* Not the record's fault (registry unreachable): hold the partition and
                  * re-read from this record later. */
-                sseg_warn("%s [%d] offset %lld: %s; retrying in %d ms", rd_kafka_topic_name(m->rkt),
+                sseg_warn("%s [%d] offset %lld: %s; retrying in %d ms", p->conf->input_topic,
                           m->partition, (long long)m->offset, why, RETRY_HOLD_MS);
                 pt->hold_until = (int64_t)now + RETRY_HOLD_MS;
                 return SSEG_OK;
@@ -585,8 +600,57 @@ fail:
         return NULL;
 }
 
+static sseg_pipeline_t *pipeline_new(const sseg_conf_t *conf, int offline, sseg_err_t *errp,
+                                     char *errstr, size_t errstr_size);
+
 sseg_pipeline_t *sseg_pipeline_new(const sseg_conf_t *conf, sseg_err_t *errp, char *errstr,
                                    size_t errstr_size) {
+        return pipeline_new(conf, 0, errp, errstr, errstr_size);
+}
+
+sseg_pipeline_t *sseg_pipeline_new_offline(const sseg_conf_t *conf, sseg_err_t *errp, char *errstr,
+                                           size_t errstr_size) {
+        return pipeline_new(conf, 1, errp, errstr, errstr_size);
+}
+
+sseg_err_t sseg_pipeline_feed(sseg_pipeline_t *p, int32_t partition, int64_t offset,
+                              const void *key, size_t klen, const void *val, size_t vlen) {
+        if (!p->offline || partition < 0 || partition >= MAX_PARTITIONS)
+                return SSEG_ERR_INVAL;
+        if (!p->parts[partition].assigned) {
+                rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+                rd_kafka_topic_partition_list_add(l, p->conf->input_topic, partition);
+                on_assign(p, l);
+                rd_kafka_topic_partition_list_destroy(l);
+        }
+        rd_kafka_message_t m = {.partition = partition,
+                                .offset = offset,
+                                .key = (void *)key,
+                                .key_len = klen,
+                                .payload = (void *)val,
+                                .len = vlen};
+        double now = mono_ms();
+        process(p, &m, now);
+        if (!p->fatal && (p->cycle_records >= (uint64_t)p->conf->commit_max_events ||
+                          now - p->cycle_start >= (double)p->conf->commit_interval_ms ||
+                          sseg_state_over_budget(p->st)))
+                commit_cycle(p);
+        __atomic_store_n(&p->done_count, p->stats.processed + p->stats.dead, __ATOMIC_RELAXED);
+        return p->fatal;
+}
+
+sseg_err_t sseg_pipeline_end_cycle(sseg_pipeline_t *p) {
+        if (!p->fatal)
+                commit_cycle(p);
+        return p->fatal;
+}
+
+uint64_t sseg_pipeline_offline_bytes(const sseg_pipeline_t *p) {
+        return p->offline_bytes;
+}
+
+static sseg_pipeline_t *pipeline_new(const sseg_conf_t *conf, int offline, sseg_err_t *errp,
+                                     char *errstr, size_t errstr_size) {
         sseg_err_t err = SSEG_OK;
         sseg_pipeline_t *p = calloc(1, sizeof(*p));
         if (!p) {
@@ -594,6 +658,7 @@ sseg_pipeline_t *sseg_pipeline_new(const sseg_conf_t *conf, sseg_err_t *errp, ch
                 return NULL;
         }
         p->conf = conf;
+        p->offline = offline;
         sseg_buf_init(&p->out);
         p->parts = calloc(MAX_PARTITIONS, sizeof(*p->parts));
         p->msgs = calloc((size_t)conf->consume_batch_size, sizeof(*p->msgs));
@@ -621,6 +686,12 @@ sseg_pipeline_t *sseg_pipeline_new(const sseg_conf_t *conf, sseg_err_t *errp, ch
                                       (int)conf->state_sync, &err, errstr, errstr_size)))
                 goto fail;
 
+        if (offline) {
+                p->ntopics = 2;
+                if ((err = add_model_stages(p, errstr, errstr_size)))
+                        goto fail;
+                return p;
+        }
         char kerr[512];
         rd_kafka_conf_t *kc = kafka_conf(p, 0, errstr, errstr_size);
         if (!kc) {
@@ -791,6 +862,8 @@ const sseg_conf_t *sseg_pipeline_conf(const sseg_pipeline_t *p) {
 int sseg_pipeline_add_output(sseg_pipeline_t *p, const char *topic) {
         if (p->ntopics == SSEG_OUTPUT_MAX)
                 return -1;
+        if (p->offline)
+                return p->ntopics++;
         rd_kafka_topic_t *t = rd_kafka_topic_new(p->producer, topic, NULL);
         if (!t)
                 return -1;

@@ -107,5 +107,17 @@ int64_t sseg_pipeline_watermark(const sseg_pipeline_t *p, int32_t partition);
 /* 1 if the partition is currently assigned to this instance. */
 int sseg_pipeline_assigned(const sseg_pipeline_t *p, int32_t partition);
 
+/* ---- offline use (benchmarks) -------------------------------------------------------------
+ * A pipeline without Kafka clients runs the same per-record and per-cycle code (decode,
+ * state, features, model stages, output encoding, WriteBatch); outputs are encoded and
+ * counted instead of sent. Records are fed by the caller; a partition is assigned (its
+ * stored offset loaded) on its first record. Cycles end as configured or by end_cycle(). */
+sseg_pipeline_t *sseg_pipeline_new_offline(const sseg_conf_t *conf, sseg_err_t *errp, char *errstr,
+                                           size_t errstr_size);
+sseg_err_t sseg_pipeline_feed(sseg_pipeline_t *p, int32_t partition, int64_t offset,
+                              const void *key, size_t klen, const void *val, size_t vlen);
+sseg_err_t sseg_pipeline_end_cycle(sseg_pipeline_t *p);
+uint64_t sseg_pipeline_offline_bytes(const sseg_pipeline_t *p);
+
 void sseg_pipeline_destroy(sseg_pipeline_t *p);
 #endif

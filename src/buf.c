@@ -88,7 +88,15 @@ void sseg_buf_json_double(sseg_buf_t *b, double v) {
                 sseg_buf_append(b, "null", 4);
                 return;
         }
-        sseg_buf_printf(b, "%.17g", v);
+        /* The shortest of 15, 16 or 17 significant digits that reads back as v (19.99, not
+         * 19.989999999999998). */
+        char tmp[32];
+        for (int prec = 15; prec <= 17; prec++) {
+                snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
+                if (prec == 17 || strtod(tmp, NULL) == v)
+                        break;
+        }
+        sseg_buf_append(b, tmp, strlen(tmp));
 }
 
 void sseg_buf_avro_long(sseg_buf_t *b, int64_t v) {

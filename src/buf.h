@@ -26,7 +26,8 @@ void sseg_buf_putc(sseg_buf_t *b, char c);
 void sseg_buf_printf(sseg_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s as a JSON string literal (quotes and escapes included). */
 void sseg_buf_json_str(sseg_buf_t *b, const char *s, size_t n);
-/* Appends a double as JSON: shortest round-trip form ("%.17g"), null for non-finite. */
+/* Appends a double as JSON: the shortest of %.15g/%.16g/%.17g that reads back exactly (19.99
+ * stays "19.99"); null for non-finite. */
 void sseg_buf_json_double(sseg_buf_t *b, double v);
 /* Avro binary primitives (zig-zag varint long/int, IEEE little-endian double/float,
  * length-prefixed bytes/string). */

@@ -393,7 +393,7 @@ typedef struct {
 
 typedef struct {
         /* set by the processing thread before the start, read-only afterwards */
-        sseg_state_t *st;
+        const char *dir; /* state.dir: the thread opens its own read-only handle */
         sseg_churnstage_opts_t o;
         sseg_churn_model_t base; /* the model in use: warm starts */
         int clock_event;
@@ -503,9 +503,18 @@ static void *refit_main(void *arg) {
         rf->res = rf->base;
         char k[1] = {'u'}, end[1] = {'v'};
         char e[256] = "";
-        /* The iterator reads one implicit snapshot of the committed states. */
-        sseg_err_t err =
-            sseg_state_scan_range(rf->st, k, 1, end, 1, 0, refit_user, rf, e, sizeof(e));
+        /* A read-only RocksDB handle of the thread's own: the processing thread's handle
+         * (sseg_state_t) is not thread-safe. It sees the committed states as of its opening,
+         * and its iterator one consistent snapshot of them. */
+        sseg_err_t err;
+        sseg_state_t *ro = sseg_state_open(rf->dir, 1 << 20, 1, 0, &err, e, sizeof(e));
+        if (!ro) {
+                snprintf(rf->scan_err, sizeof(rf->scan_err), "opening %s read-only: %s", rf->dir,
+                         e);
+                goto out;
+        }
+        err = sseg_state_scan_range(ro, k, 1, end, 1, 0, refit_user, rf, e, sizeof(e));
+        sseg_state_close(ro);
         if (err && !*rf->scan_err)
                 snprintf(rf->scan_err, sizeof(rf->scan_err), "reading the users: %s", e);
         if (*rf->scan_err || __atomic_load_n(&rf->cancel, __ATOMIC_RELAXED))
@@ -703,7 +712,7 @@ static void refit_apply(stage_t *s) {
 static void refit_start(stage_t *s, int64_t now_wall) {
         refit_t *rf = s->rf;
         memset(rf, 0, sizeof(*rf));
-        rf->st = s->st;
+        rf->dir = s->conf->state_dir;
         rf->o = s->o;
         rf->base = s->model;
         rf->clock_event = s->clock_event;

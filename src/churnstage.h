@@ -7,8 +7,9 @@
  * bytes), the user state (state.c, features.c) or the commit cycle (pipeline.c).
  *
  * Everything but the refit thread runs on the processing thread. The refit thread reads
- * committed user states from RocksDB (never the cache) and hands its result over; the
- * processing thread applies it in a cycle. docs/churn.md describes the behaviour.
+ * committed user states through a read-only RocksDB handle of its own (never the cache or the
+ * processing thread's handle) and hands its result over; the processing thread applies it in
+ * a cycle. docs/churn.md describes the behaviour.
  */
 #ifndef SSEG_CHURNSTAGE_H
 #define SSEG_CHURNSTAGE_H

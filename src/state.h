@@ -101,8 +101,7 @@ sseg_err_t sseg_state_scan(sseg_state_t *st, const void *prefix, size_t pl, sseg
 /* Iterates the stored keys in [lo, hi) in key order, at most max of them (0: no limit); cb
  * returns non-zero to stop. The iterator's upper bound is hi, so keys (and deletion
  * tombstones) at or past hi are never visited: the cost is the keys in the range. Reads
- * committed RocksDB data, not the cache, so it may also be called from a thread other than
- * the processing thread (as may sseg_state_scan()). */
+ * committed RocksDB data, not the cache. */
 sseg_err_t sseg_state_scan_range(sseg_state_t *st, const void *lo, size_t lol, const void *hi,
                                  size_t hil, size_t max, sseg_state_iter_cb *cb, void *opaque,
                                  char *errstr, size_t errstr_size);

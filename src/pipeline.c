@@ -642,6 +642,10 @@ sseg_err_t sseg_pipeline_feed(sseg_pipeline_t *p, int32_t partition, int64_t off
 sseg_err_t sseg_pipeline_end_cycle(sseg_pipeline_t *p) {
         if (!p->fatal)
                 commit_cycle(p);
+        char msg[400];
+        sseg_err_t ferr = p->fatal ? SSEG_OK : sseg_state_flush(p->st, msg, sizeof(msg));
+        if (ferr)
+                set_fatal(p, ferr, msg);
         return p->fatal;
 }
 
@@ -821,6 +825,10 @@ sseg_err_t sseg_pipeline_run(sseg_pipeline_t *p, volatile sig_atomic_t *stop, ch
         if (!p->fatal && !p->aborted) {
                 sseg_info("stopping: committing the last cycle");
                 commit_cycle(p);
+                char msg[400];
+                sseg_err_t ferr = sseg_state_flush(p->st, msg, sizeof(msg));
+                if (ferr)
+                        set_fatal(p, ferr, msg);
         }
         if (p->aborted) {
                 errf(errstr, errstr_size,

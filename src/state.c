@@ -4,9 +4,15 @@
  * evicts clean entries once the byte bound is exceeded. Reads hit the cache; dirty entries
  * are written in one WriteBatch together with the partitions' input offsets, which is what
  * makes the state exactly-once: on restart the consumer seeks to the offsets stored here.
+ *
+ * The WriteBatch is written by a writer thread while the caller goes on processing the next
+ * cycle: users of the batch in flight are clean but stay cached (eviction waits for the
+ * write), and every read of RocksDB other than a cache miss (which cannot concern a user in
+ * flight) first waits for the write. Batches are written one at a time, in order.
  */
 #include "state.h"
 
+#include <pthread.h>
 #include <rocksdb/c.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,7 +31,14 @@ struct sseg_state_s {
         rocksdb_block_based_table_options_t *topts;
         rocksdb_cache_t *bcache;
         rocksdb_filterpolicy_t *filter;
-        rocksdb_writebatch_t *batch;
+        rocksdb_writebatch_t *batch;    /* the cycle being built */
+        rocksdb_writebatch_t *inflight; /* the batch the writer thread writes */
+        pthread_t writer;
+        int writing;      /* 1: the writer thread runs; 2: written without a thread */
+        char *write_err;  /* RocksDB's error of the last write (rocksdb_free) */
+        char failed[256]; /* sticky: a write failed, nothing more is written */
+        double write_t0;
+        int batch_users, inflight_users; /* user keys among the extra writes */
         int readonly;
 
         sseg_entry_t **slots; /* capacity = mask + 1, a power of two */
@@ -138,6 +151,7 @@ sseg_state_t *sseg_state_open(const char *dir, size_t cache_max_bytes, int reado
         st->wopts = rocksdb_writeoptions_create();
         rocksdb_writeoptions_set_sync(st->wopts, sync);
         st->batch = rocksdb_writebatch_create();
+        st->inflight = rocksdb_writebatch_create();
         st->mask = 1023;
         st->slots = calloc(st->mask + 1, sizeof(*st->slots));
         if (!st->slots) {
@@ -152,6 +166,9 @@ sseg_state_t *sseg_state_open(const char *dir, size_t cache_max_bytes, int reado
 void sseg_state_close(sseg_state_t *st) {
         if (!st)
                 return;
+        sseg_state_flush(st, NULL, 0);
+        if (st->inflight)
+                rocksdb_writebatch_destroy(st->inflight);
         if (st->slots) {
                 for (size_t i = 0; i <= st->mask; i++)
                         free(st->slots[i]);
@@ -288,6 +305,16 @@ sseg_entry_t *sseg_state_get(sseg_state_t *st, int32_t partition, const char *ui
                 *errp = SSEG_ERR_NOMEM;
                 return NULL;
         }
+        /* A missing user is in no batch in flight (its entry would still be cached), unless
+         * the batch carries user keys written directly with sseg_state_batch_put(). */
+        if (st->inflight_users) {
+                sseg_err_t ferr = sseg_state_flush(st, errstr, errstr_size);
+                if (ferr) {
+                        free(e);
+                        *errp = ferr;
+                        return NULL;
+                }
+        }
         char key[5 + SSEG_USER_ID_MAX];
         size_t kl = sseg_state_user_key(key, partition, uid, len);
         char *rerr = NULL;
@@ -349,6 +376,8 @@ int sseg_state_batch_count(const sseg_state_t *st) {
 }
 
 void sseg_state_batch_put(sseg_state_t *st, const void *k, size_t kl, const void *v, size_t vl) {
+        if (kl && *(const char *)k == 'u')
+                st->batch_users = 1;
         rocksdb_writebatch_put(st->batch, k, kl, v, vl);
 }
 
@@ -388,9 +417,18 @@ static int entry_key_cmp(const void *a, const void *b) {
         return c ? c : (int)x->klen - (int)y->klen;
 }
 
+static void *writer_main(void *arg) {
+        sseg_state_t *st = arg;
+        rocksdb_write(st->db, st->wopts, st->inflight, &st->write_err);
+        return NULL;
+}
+
 sseg_err_t sseg_state_commit(sseg_state_t *st, const int32_t *parts, const sseg_partmeta_t *metas,
                              int n, char *errstr, size_t errstr_size) {
         double t0 = now_ms();
+        sseg_err_t err = sseg_state_flush(st, errstr, errstr_size);
+        if (err)
+                return err;
         char key[5 + SSEG_USER_ID_MAX];
         char val[4 + sizeof(sseg_user_t)];
         val[0] = (char)(SSEG_USER_VERSION & 0xff);
@@ -415,23 +453,56 @@ sseg_err_t sseg_state_commit(sseg_state_t *st, const int32_t *parts, const sseg_
                 put_le64(mv + 24, (uint64_t)metas[i].watermark_ms);
                 rocksdb_writebatch_put(st->batch, mk, kl, mv, sizeof(mv));
         }
-        char *rerr = NULL;
-        rocksdb_write(st->db, st->wopts, st->batch, &rerr);
-        if (rerr)
-                return rdb_err(rerr, "write of the commit batch", errstr, errstr_size);
-        rocksdb_writebatch_clear(st->batch);
+        /* Hand the batch to the writer; the users stay cached (clean) until it is written. */
+        rocksdb_writebatch_t *b = st->inflight;
+        st->inflight = st->batch;
+        st->batch = b;
+        st->inflight_users = st->batch_users;
+        st->batch_users = 0;
         for (size_t i = 0; i < st->dirty_cnt; i++)
                 st->dirty[i]->dirty = 0;
         st->stats.users_written += st->dirty_cnt;
         st->dirty_cnt = 0;
         st->stats.commits++;
-        evict(st);
-        st->stats.last_commit_ms = now_ms() - t0;
+        st->write_t0 = t0;
+        if (pthread_create(&st->writer, NULL, writer_main, st) == 0) {
+                st->writing = 1;
+                return SSEG_OK;
+        }
+        writer_main(st); /* no thread: write here */
+        st->writing = 2;
+        return sseg_state_flush(st, errstr, errstr_size);
+}
+
+sseg_err_t sseg_state_flush(sseg_state_t *st, char *errstr, size_t errstr_size) {
+        if (st->writing) {
+                if (st->writing == 1)
+                        pthread_join(st->writer, NULL);
+                st->writing = 0;
+                st->inflight_users = 0;
+                rocksdb_writebatch_clear(st->inflight);
+                st->stats.last_commit_ms = now_ms() - st->write_t0;
+                if (st->write_err) {
+                        char msg[200];
+                        rdb_err(st->write_err, "write of the commit batch", msg, sizeof(msg));
+                        st->write_err = NULL;
+                        snprintf(st->failed, sizeof(st->failed), "%s", msg);
+                } else {
+                        evict(st);
+                }
+        }
+        if (st->failed[0]) {
+                errf(errstr, errstr_size, "%s", st->failed);
+                return SSEG_ERR_STATE;
+        }
         return SSEG_OK;
 }
 
 sseg_err_t sseg_state_meta_get(sseg_state_t *st, int32_t partition, sseg_partmeta_t *meta,
                                char *errstr, size_t errstr_size) {
+        sseg_err_t err = sseg_state_flush(st, errstr, errstr_size);
+        if (err)
+                return err;
         char mk[5];
         size_t kl = meta_key(mk, partition);
         memset(meta, 0, sizeof(*meta));
@@ -458,6 +529,9 @@ sseg_err_t sseg_state_meta_get(sseg_state_t *st, int32_t partition, sseg_partmet
 }
 
 void sseg_state_drop_partition(sseg_state_t *st, int32_t partition) {
+        /* The partition's users of a batch in flight must be written before they leave the
+         * cache (a write error stays recorded for the next commit). */
+        sseg_state_flush(st, NULL, 0);
         /* Dirty entries of the partition leave the dirty list too. */
         size_t w = 0;
         for (size_t i = 0; i < st->dirty_cnt; i++)
@@ -475,6 +549,9 @@ void sseg_state_drop_partition(sseg_state_t *st, int32_t partition) {
 
 sseg_err_t sseg_state_read(sseg_state_t *st, const void *k, size_t kl, char **val, size_t *vl,
                            char *errstr, size_t errstr_size) {
+        sseg_err_t err = sseg_state_flush(st, errstr, errstr_size);
+        if (err)
+                return err;
         char *rerr = NULL;
         char *v = rocksdb_get(st->db, st->ropts, k, kl, vl, &rerr);
         if (rerr)
@@ -493,6 +570,9 @@ sseg_err_t sseg_state_read(sseg_state_t *st, const void *k, size_t kl, char **va
 
 sseg_err_t sseg_state_scan(sseg_state_t *st, const void *prefix, size_t pl, sseg_state_iter_cb *cb,
                            void *opaque, char *errstr, size_t errstr_size) {
+        sseg_err_t err = sseg_state_flush(st, errstr, errstr_size);
+        if (err)
+                return err;
         rocksdb_iterator_t *it = rocksdb_create_iterator(st->db, st->ropts);
         for (rocksdb_iter_seek(it, prefix, pl); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
                 size_t kl, vl;
@@ -514,6 +594,9 @@ sseg_err_t sseg_state_scan(sseg_state_t *st, const void *prefix, size_t pl, sseg
 sseg_err_t sseg_state_scan_range(sseg_state_t *st, const void *lo, size_t lol, const void *hi,
                                  size_t hil, size_t max, sseg_state_iter_cb *cb, void *opaque,
                                  char *errstr, size_t errstr_size) {
+        sseg_err_t err = sseg_state_flush(st, errstr, errstr_size);
+        if (err)
+                return err;
         /* Own read options: the upper bound must outlive the iterator and st->ropts is shared
          * with other readers. */
         rocksdb_readoptions_t *ro = rocksdb_readoptions_create();

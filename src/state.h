@@ -72,10 +72,16 @@ void sseg_state_batch_delete(sseg_state_t *st, const void *k, size_t kl);
 /* Extra writes queued for the next commit. */
 int sseg_state_batch_count(const sseg_state_t *st);
 
-/* Writes one WriteBatch: every dirty user, the metas of the given partitions and the extra
- * writes; then marks the users clean and evicts clean entries beyond the byte bound. */
+/* Commits one WriteBatch: every dirty user, the metas of the given partitions and the extra
+ * writes; the users are clean from here on. The batch is written by a writer thread while the
+ * caller goes on: this call first waits for the previous batch (returning its error, if any),
+ * and so do sseg_state_flush() and every read of RocksDB below (a failed write is sticky).
+ * Clean entries beyond the byte bound are evicted once their batch is written. */
 sseg_err_t sseg_state_commit(sseg_state_t *st, const int32_t *parts, const sseg_partmeta_t *metas,
                              int n, char *errstr, size_t errstr_size);
+
+/* Waits until the last committed batch is written; its error, or that of any earlier write. */
+sseg_err_t sseg_state_flush(sseg_state_t *st, char *errstr, size_t errstr_size);
 
 /* Loads a partition's meta; SSEG_ERR_NOENT (meta set to "none") if never committed. */
 sseg_err_t sseg_state_meta_get(sseg_state_t *st, int32_t partition, sseg_partmeta_t *meta,

@@ -108,6 +108,8 @@ static void test_eviction_and_drop(void) {
                         x->u.n_events = (uint64_t)i + 1;
                 }
                 CHECK_INT_EQ(sseg_state_commit(st, NULL, NULL, 0, err, sizeof(err)), SSEG_OK);
+                /* eviction happens once the batch is written */
+                CHECK_INT_EQ(sseg_state_flush(st, err, sizeof(err)), SSEG_OK);
                 sseg_state_stats_t ss;
                 sseg_state_get_stats(st, &ss);
                 CHECK(ss.cache_bytes <= (2u << 20));

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "churnstage.h"
 #include "cli.h"
 #include "profile.h"
 #include "state.h"
@@ -79,17 +80,35 @@ static int user_cb(void *opaque, const char *k, size_t kl, const char *v, size_t
 
 static void usage(FILE *fp) {
         fprintf(fp, "Usage: streamseg inspect -X state.dir=DIR [-c FILE] (--user ID | --offsets |"
-                    " --dump [--raw])\n"
+                    " --model | --dump [--raw])\n"
+                    "  --model     the stored models as JSON: the segmentation (K-means) model and "
+                    "the\n              churn parameters with their fit\n"
                     "  --offsets   per-partition next offset, processed and dead-lettered counts\n"
                     "  --user ID   the user's profile (JSON) as of its partition's watermark\n"
                     "  --dump      every user's profile, one JSON object per line, in key order\n"
                     "  --raw       with --dump: partition, user id and the stored bytes in hex\n");
 }
 
+/* {"segments": ..., "churn": ...}: each stage's stored model (or its prior) as JSON. */
+static int print_models(sseg_state_t *st, const sseg_conf_t *conf) {
+        sseg_buf_t b;
+        sseg_buf_init(&b);
+        char err[512];
+        sseg_buf_printf(&b, "{\"churn\":");
+        sseg_err_t e = sseg_churnstage_model_json(st, conf, &b, err, sizeof(err));
+        sseg_buf_printf(&b, "}\n");
+        if (e)
+                fprintf(stderr, "streamseg inspect: %s\n", err);
+        else
+                fwrite(b.p, 1, b.len, stdout);
+        sseg_buf_free(&b);
+        return e != SSEG_OK;
+}
+
 int sseg_cmd_inspect(int argc, char **argv) {
         sseg_conf_t *conf = sseg_conf_new();
         const char *user = NULL;
-        int offsets = 0, dump = 0, raw = 0;
+        int offsets = 0, dump = 0, raw = 0, model = 0;
         int i = 1, rc = 0;
         while (i < argc) {
                 int r = sseg_cli_conf_opt(conf, argc, argv, &i);
@@ -104,6 +123,9 @@ int sseg_cmd_inspect(int argc, char **argv) {
                         i += 2;
                 } else if (!strcmp(argv[i], "--offsets")) {
                         offsets = 1;
+                        i++;
+                } else if (!strcmp(argv[i], "--model")) {
+                        model = 1;
                         i++;
                 } else if (!strcmp(argv[i], "--dump")) {
                         dump = 1;
@@ -122,7 +144,7 @@ int sseg_cmd_inspect(int argc, char **argv) {
                         return 2;
                 }
         }
-        if (!user && !offsets && !dump) {
+        if (!user && !offsets && !dump && !model) {
                 usage(stderr);
                 sseg_conf_destroy(conf);
                 return 2;
@@ -175,6 +197,8 @@ int sseg_cmd_inspect(int argc, char **argv) {
                         rc = 1;
                 }
         }
+        if (model && print_models(st, conf))
+                rc = 1;
         if (dump) {
                 if (sseg_state_scan(st, "u", 1, user_cb, c, err, sizeof(err))) {
                         fprintf(stderr, "streamseg inspect: %s\n", err);

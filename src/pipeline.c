@@ -23,6 +23,7 @@
 #include "features.h"
 #include "log.h"
 #include "profile.h"
+#include "segstage.h"
 #include "state.h"
 
 #define MAX_PARTITIONS 4096
@@ -525,6 +526,8 @@ static sseg_err_t add_model_stages(sseg_pipeline_t *p, char *errstr, size_t errs
         sseg_err_t err;
         /* churn first: the users its timers load are scored before segmentation sees them */
         if ((err = sseg_churnstage_add(p, errstr, errstr_size)))
+                return err;
+        if ((err = sseg_segstage_add(p, errstr, errstr_size)))
                 return err;
         return SSEG_OK;
 }

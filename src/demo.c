@@ -198,6 +198,7 @@ int sseg_cmd_demo(int argc, char **argv) {
                                  {"state.dir", state_dir},
                                  {"output.format", "json"},
                                  {"commit.interval.ms", "500"},
+                                 {"churn.refit.interval.ms", "2000"},
                                  {"progress.interval.ms", "1000"},
                                  {"kafka.log_level", "3"}};
         for (size_t k = 0; k < sizeof(defs) / sizeof(defs[0]); k++)
@@ -235,9 +236,9 @@ int sseg_cmd_demo(int argc, char **argv) {
         pthread_join(th, NULL);
         sseg_pipeline_stats_t s;
         sseg_pipeline_get_stats(p, &s);
-        sseg_pipeline_destroy(p);
         if (e || g.failed) {
                 fprintf(stderr, "streamseg demo: %s\n", e ? err : g.err);
+                sseg_pipeline_destroy(p);
                 return 1;
         }
         printf("\nSummary (%.1f s):\n"
@@ -253,13 +254,19 @@ int sseg_cmd_demo(int argc, char **argv) {
                                (unsigned long long)s.dlq_by_reason[r]);
         printf("\n  profiles out    %llu records on streamseg.profiles in %llu commit cycles\n",
                (unsigned long long)s.profiles_out, (unsigned long long)s.cycles);
+        for (int o = SSEG_OUTPUT_DLQ + 1; o < SSEG_OUTPUT_MAX; o++)
+                if (sseg_pipeline_output_topic(p, o))
+                        printf("  model output    %llu records on %s\n",
+                               (unsigned long long)s.out[o], sseg_pipeline_output_topic(p, o));
+        sseg_pipeline_destroy(p);
         printf("\nLook next:\n"
                "  streamseg inspect -X state.dir=%s --offsets\n"
                "  streamseg inspect -X state.dir=%s --user u%d\n"
+               "  streamseg inspect -X state.dir=%s --model\n"
                "  streamseg inspect -X state.dir=%s --dump | head\n"
                "  streamseg mock-kafka + streamseg gen + streamseg run: the same with separate "
                "processes (README)\n",
-               state_dir, state_dir, 1, state_dir);
+               state_dir, state_dir, 1, state_dir, state_dir);
         sseg_mockcluster_destroy(mc);
         sseg_conf_destroy(conf);
         return 0;

@@ -43,6 +43,7 @@ struct sseg_pipeline_s {
         rd_kafka_t *producer;
         rd_kafka_topic_t *topics[SSEG_OUTPUT_MAX];
         int ntopics;
+        char *topic_names[SSEG_OUTPUT_MAX];
         int offline;            /* no Kafka clients: outputs are encoded and counted only */
         uint64_t offline_bytes; /* output bytes an offline pipeline would have sent */
         sseg_stage_t stages[SSEG_PIPELINE_MAX_STAGES];
@@ -873,12 +874,11 @@ const sseg_conf_t *sseg_pipeline_conf(const sseg_pipeline_t *p) {
 int sseg_pipeline_add_output(sseg_pipeline_t *p, const char *topic) {
         if (p->ntopics == SSEG_OUTPUT_MAX)
                 return -1;
-        if (p->offline)
-                return p->ntopics++;
-        rd_kafka_topic_t *t = rd_kafka_topic_new(p->producer, topic, NULL);
-        if (!t)
+        rd_kafka_topic_t *t = NULL;
+        if (!p->offline && !(t = rd_kafka_topic_new(p->producer, topic, NULL)))
                 return -1;
         p->topics[p->ntopics] = t;
+        p->topic_names[p->ntopics] = strdup(topic);
         return p->ntopics++;
 }
 
@@ -890,9 +890,18 @@ sseg_err_t sseg_pipeline_emit(sseg_pipeline_t *p, int out, const void *key, size
                               const void *val, size_t vlen, const char *id) {
         if (out < 0 || out >= p->ntopics)
                 return SSEG_ERR_INVAL;
+        p->stats.out[out]++;
         rd_kafka_headers_t *h = rd_kafka_headers_new(1);
         rd_kafka_header_add(h, "sseg.id", -1, id, -1);
         return produce(p, p->topics[out], key, klen, val, vlen, h);
+}
+
+const char *sseg_pipeline_output_topic(const sseg_pipeline_t *p, int out) {
+        if (out == SSEG_OUTPUT_PROFILES)
+                return p->conf->output_profiles_topic;
+        if (out == SSEG_OUTPUT_DLQ)
+                return p->conf->dlq_topic;
+        return out > 1 && out < p->ntopics ? p->topic_names[out] : NULL;
 }
 
 uint64_t sseg_pipeline_done_count(const sseg_pipeline_t *p) {
@@ -923,6 +932,8 @@ void sseg_pipeline_destroy(sseg_pipeline_t *p) {
                 if (p->stages[i].destroy)
                         p->stages[i].destroy(p->stages[i].opaque);
         free(p->sorted);
+        for (int i = 0; i < p->ntopics; i++)
+                free(p->topic_names[i]);
         for (int i = 0; i < p->ntopics; i++)
                 if (p->topics[i])
                         rd_kafka_topic_destroy(p->topics[i]);

@@ -17,6 +17,9 @@
 
 typedef struct sseg_pipeline_s sseg_pipeline_t;
 
+/* Output streams: the two built in, and those a stage registers. */
+enum { SSEG_OUTPUT_PROFILES = 0, SSEG_OUTPUT_DLQ = 1, SSEG_OUTPUT_MAX = 8 };
+
 typedef struct {
         uint64_t records_in; /* input records taken from Kafka (incl. skipped replays) */
         uint64_t processed;  /* applied to a user state */
@@ -24,6 +27,7 @@ typedef struct {
         uint64_t dlq_by_reason[SSEG_DLQ__CNT];
         uint64_t new_users; /* user states created */
         uint64_t profiles_out;
+        uint64_t out[SSEG_OUTPUT_MAX]; /* records emitted per output (dead letters not included) */
         uint64_t cycles;
         uint64_t cache_entries;
         int64_t lag;          /* sum over assigned partitions of high watermark - next offset */
@@ -89,12 +93,12 @@ sseg_err_t sseg_pipeline_add_stage(sseg_pipeline_t *p, const sseg_stage_t *s);
 sseg_state_t *sseg_pipeline_state(sseg_pipeline_t *p);
 const sseg_conf_t *sseg_pipeline_conf(const sseg_pipeline_t *p);
 
-/* Output streams: the two built in, and those a stage registers. */
-enum { SSEG_OUTPUT_PROFILES = 0, SSEG_OUTPUT_DLQ = 1, SSEG_OUTPUT_MAX = 8 };
-
 /* Registers an output topic; returns its handle for sseg_pipeline_emit(), or -1 (too many,
  * or the producer refused the topic). */
 int sseg_pipeline_add_output(sseg_pipeline_t *p, const char *topic);
+
+/* The topic of an output handle; NULL for an unknown handle. */
+const char *sseg_pipeline_output_topic(const sseg_pipeline_t *p, int out);
 
 /* Queues one output record (key and value copied; id goes to the "sseg.id" header) for
  * delivery before the cycle's WriteBatch. Called from the processing thread only. */

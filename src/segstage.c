@@ -636,10 +636,17 @@ static void stage_destroy(void *opaque) {
         free(s);
 }
 
-/* Reads an 'm' key: SSEG_OK with *v malloc'ed, SSEG_ERR_NOENT, or an error (errstr). */
+static void drop(char **v) {
+        free(*v);
+        *v = NULL;
+}
+
+/* Reads an 'm' key: SSEG_OK with *v malloc'ed (free with drop()), SSEG_ERR_NOENT, or an
+ * error (errstr); *v is NULL unless SSEG_OK. */
 static sseg_err_t read_key(sseg_state_t *st, const char *k, char **v, size_t *vl, char *errstr,
                            size_t errstr_size) {
         char e[256];
+        *v = NULL;
         sseg_err_t err = sseg_state_read(st, k, strlen(k), v, vl, e, sizeof(e));
         if (err && err != SSEG_ERR_NOENT)
                 errf(errstr, errstr_size, "reading %s: %s", k,
@@ -668,7 +675,7 @@ static sseg_err_t load(sseg_state_t *st, const sseg_kmeans_opts_t *o, sseg_kmean
         int have_cnt = 0;
         if (!(err = read_key(st, SSEG_SEG_COUNTERS_KEY, &v, &vl, errstr, errstr_size))) {
                 err = sseg_segstage_counters_deserialize(v, vl, cnt, e, sizeof(e));
-                free(v);
+                drop(&v);
                 if (err == SSEG_ERR_STATE_VERSION) {
                         errf(errstr, errstr_size, "stored %s: %s", SSEG_SEG_COUNTERS_KEY, e);
                         return err;
@@ -684,12 +691,12 @@ static sseg_err_t load(sseg_state_t *st, const sseg_kmeans_opts_t *o, sseg_kmean
         if (!(err = read_key(st, SSEG_SEG_MODEL_KEY, &v, &vl, errstr, errstr_size))) {
                 err = sseg_kmeans_deserialize(v, vl, o, km, e, sizeof(e));
                 if (err == SSEG_ERR_STATE_VERSION) {
-                        free(v);
+                        drop(&v);
                         errf(errstr, errstr_size, "stored %s: %s", SSEG_SEG_MODEL_KEY, e);
                         return err;
                 }
                 if (err && !o) {
-                        free(v);
+                        drop(&v);
                         errf(errstr, errstr_size, "stored %s: %s", SSEG_SEG_MODEL_KEY, e);
                         return err;
                 }
@@ -712,7 +719,7 @@ static sseg_err_t load(sseg_state_t *st, const sseg_kmeans_opts_t *o, sseg_kmean
                                 err = SSEG_ERR_MODEL;
                         }
                 }
-                free(v);
+                drop(&v);
                 if (err) {
                         uint32_t epoch = (have_cnt ? cnt->epoch : 0) + old_version;
                         if (have_cnt && cnt->last_version > epoch)
@@ -757,8 +764,7 @@ static sseg_err_t load(sseg_state_t *st, const sseg_kmeans_opts_t *o, sseg_kmean
                         sseg_warn("segments: stored %s unreadable (%s): the next statistics "
                                   "have no drift",
                                   SSEG_SEG_STATS_KEY, e);
-                free(v);
-                v = NULL;
+                drop(&v);
         }
         if (cnt->has_prev && cnt->dim != (uint32_t)sseg_kmeans_dim(*km))
                 cnt->has_prev = 0;
@@ -766,7 +772,7 @@ static sseg_err_t load(sseg_state_t *st, const sseg_kmeans_opts_t *o, sseg_kmean
         double halflife = o ? o->halflife : 0;
         if (!(err = read_key(st, SSEG_SEG_RFM_KEY, &v, &vl, errstr, errstr_size))) {
                 err = sseg_rfm_deserialize(v, vl, rfm, e, sizeof(e));
-                free(v);
+                drop(&v);
                 if (err == SSEG_ERR_STATE_VERSION) {
                         errf(errstr, errstr_size, "stored %s: %s", SSEG_SEG_RFM_KEY, e);
                         sseg_kmeans_destroy(*km);

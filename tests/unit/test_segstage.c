@@ -702,6 +702,33 @@ static void test_offline(void) {
         snprintf(want, sizeof(want), "\"version\":%u,", ca->last_version);
         CHECK(strstr(js.p, want) != NULL);
 
+        /* regression: a stored model without a statistics record yet (a run stopped before
+         * its first one) loads, for the stage and for inspect (it was freed twice) */
+        {
+                char e[256];
+                sseg_err_t err;
+                sseg_state_t *st = sseg_state_open(ref, 1 << 20, 0, 0, &err, e, sizeof(e));
+                CHECK(st != NULL);
+                if (st) {
+                        sseg_state_batch_delete(st, SSEG_SEG_STATS_KEY, strlen(SSEG_SEG_STATS_KEY));
+                        CHECK_INT_EQ(sseg_state_commit(st, NULL, NULL, 0, e, sizeof(e)), 0);
+                        sseg_state_close(st);
+                }
+                snap_t x;
+                sseg_segstage_counters_t *cx = calloc(1, sizeof(*cx));
+                sseg_buf_t jx;
+                sseg_buf_init(&jx);
+                snapshot(ref, &x, 0, cx, &jx);
+                CHECK(!strcmp(jx.p, js.p));
+                p = open_pipeline(ref, &c);
+                if (p)
+                        sseg_pipeline_destroy(p);
+                sseg_conf_destroy(c);
+                sseg_buf_free(&x.all);
+                sseg_buf_free(&jx);
+                free(cx);
+        }
+
         /* a changed k discards the stored model: a new one starts past the old versions and
          * everyone gets a first assignment of the new model */
         {

@@ -10,6 +10,7 @@
 #include "churnstage.h"
 #include "cli.h"
 #include "profile.h"
+#include "segstage.h"
 #include "state.h"
 
 typedef struct {
@@ -94,8 +95,11 @@ static int print_models(sseg_state_t *st, const sseg_conf_t *conf) {
         sseg_buf_t b;
         sseg_buf_init(&b);
         char err[512];
-        sseg_buf_printf(&b, "{\"churn\":");
-        sseg_err_t e = sseg_churnstage_model_json(st, conf, &b, err, sizeof(err));
+        sseg_buf_printf(&b, "{\"segments\":");
+        sseg_err_t e = sseg_segstage_model_json(st, conf, &b, err, sizeof(err));
+        sseg_buf_printf(&b, ",\"churn\":");
+        if (!e)
+                e = sseg_churnstage_model_json(st, conf, &b, err, sizeof(err));
         sseg_buf_printf(&b, "}\n");
         if (e)
                 fprintf(stderr, "streamseg inspect: %s\n", err);

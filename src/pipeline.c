@@ -4,9 +4,9 @@
  * Exactly-once state: a user state and the input offset that produced it are written in the
  * same RocksDB WriteBatch, after the cycle's outputs were delivered. A crash anywhere replays
  * the cycle from the stored offsets and reproduces the same outputs with the same ids
- * ("<user_id>:<n_events>:<churn_level>" for profiles, "<topic>/<partition>/<offset>"
- * for the DLQ), so consumers can deduplicate. Kafka's committed offsets are written only for lag
- * visibility; assignment seeks to the offsets in RocksDB.
+ * ("<user_id>:<n_events>:<churn_level>:<segment model version>" for profiles,
+ * "<topic>/<partition>/<offset>" for the DLQ), so consumers can deduplicate. Kafka's committed
+ * offsets are written only for lag visibility; assignment seeks to the offsets in RocksDB.
  */
 #include "pipeline.h"
 
@@ -213,8 +213,8 @@ static sseg_err_t emit_profiles(sseg_pipeline_t *p) {
                  * counter of emitted profiles is kept in the state: it would depend on the
                  * cycle boundaries, and the state must not. */
                 char id[SSEG_USER_ID_MAX + 48];
-                snprintf(id, sizeof(id), "%s:%llu:%d", e->uid, (unsigned long long)e->u.n_events,
-                         (int)e->u.churn_level);
+                snprintf(id, sizeof(id), "%s:%llu:%d:%u", e->uid, (unsigned long long)e->u.n_events,
+                         (int)e->u.churn_level, (unsigned)e->u.model_version);
                 sseg_err_t err = sseg_pipeline_emit(p, SSEG_OUTPUT_PROFILES, e->uid, e->klen,
                                                     p->out.p, p->out.len, id);
                 if (err)
@@ -667,6 +667,7 @@ static sseg_pipeline_t *pipeline_new(const sseg_conf_t *conf, int offline, sseg_
         }
         p->conf = conf;
         p->offline = offline;
+        p->cycle_start = mono_ms();
         sseg_buf_init(&p->out);
         p->parts = calloc(MAX_PARTITIONS, sizeof(*p->parts));
         p->msgs = calloc((size_t)conf->consume_batch_size, sizeof(*p->msgs));

@@ -437,7 +437,8 @@ sseg_err_t sseg_state_commit(sseg_state_t *st, const int32_t *parts, const sseg_
         val[3] = (char)(sizeof(sseg_user_t) >> 8);
         /* In key order: the memtable's skip list then inserts each key next to the previous
          * one (measured with tools/bench_pipeline: about 15% less time per batch). */
-        qsort(st->dirty, st->dirty_cnt, sizeof(*st->dirty), entry_key_cmp);
+        if (st->dirty_cnt > 1)
+                qsort(st->dirty, st->dirty_cnt, sizeof(*st->dirty), entry_key_cmp);
         for (size_t i = 0; i < st->dirty_cnt; i++) {
                 sseg_entry_t *e = st->dirty[i];
                 size_t kl = sseg_state_user_key(key, e->partition, e->uid, e->klen);

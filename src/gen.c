@@ -1,8 +1,8 @@
 /*
  * gen: the shop-behaviour simulator (see gen.h for the model and docs/generator.md for the
  * parameters). This file owns the per-user simulation state, the event-time heap, the bad-record
- * injector, the ground truth and the `streamseg gen` command (file output and the librdkafka
- * producer). It does not own the event encoders (event.c).
+ * injector, the ground truth and the `streamseg gen` command. It does not own the event encoders
+ * (event.c) nor the file and Kafka output (sink.c).
  *
  * Determinism: every random draw comes from our own PRNGs and every transcendental function
  * from our own ln()/ex() below (only +, -, *, / and IEEE sqrt), so the output does not depend
@@ -13,7 +13,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <librdkafka/rdkafka.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -21,6 +20,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "sink.h"
 
 #define DAY_MS    86400000.0
 #define HOUR_MS   3600000LL
@@ -1207,68 +1207,6 @@ static void sleep_s(double s) {
         nanosleep(&ts, NULL);
 }
 
-typedef struct {
-        uint64_t delivered, failed;
-        char first_err[256];
-} dr_stats_t;
-
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
-        dr_stats_t *st = opaque;
-        (void)rk;
-        if (m->err) {
-                if (!st->failed)
-                        snprintf(st->first_err, sizeof(st->first_err), "%s",
-                                 rd_kafka_err2str(m->err));
-                st->failed++;
-        } else {
-                st->delivered++;
-        }
-}
-
-#define MAX_KAFKA_PROPS 64
-
-static rd_kafka_t *make_producer(const char *brokers, char **props, int nprops, dr_stats_t *st,
-                                 char *err, size_t errsz) {
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        /* Throughput defaults: large batches, a short linger, lz4, a deep queue. */
-        static const char *const defaults[][2] = {
-            {"linger.ms", "20"},
-            {"batch.num.messages", "100000"},
-            {"batch.size", "4000000"},
-            {"queue.buffering.max.messages", "2000000"},
-            {"queue.buffering.max.kbytes", "2097151"},
-            {"acks", "all"},
-            {"compression.codec", "lz4"},
-        };
-        if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, errsz) != RD_KAFKA_CONF_OK)
-                goto fail;
-        for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
-                if (rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], err, errsz) !=
-                    RD_KAFKA_CONF_OK)
-                        fprintf(stderr, "gen: warning: %s\n", err); /* e.g. no lz4 built in */
-        for (int i = 0; i < nprops; i++) {
-                char kv[512];
-                int n = snprintf(kv, sizeof(kv), "%s", props[i]);
-                char *eq = strchr(kv, '=');
-                if (n <= 0 || (size_t)n >= sizeof(kv) || !eq) {
-                        snprintf(err, errsz, "-X %s: expected key=value", props[i]);
-                        goto fail;
-                }
-                *eq = '\0';
-                if (rd_kafka_conf_set(conf, kv, eq + 1, err, errsz) != RD_KAFKA_CONF_OK)
-                        goto fail;
-        }
-        rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-        rd_kafka_conf_set_opaque(conf, st);
-        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, errsz);
-        if (!rk)
-                goto fail;
-        return rk;
-fail:
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-}
-
 static void fmt_sim_time(int64_t ms, char *buf, size_t size) {
         time_t t = (time_t)(ms / 1000);
         struct tm tm;
@@ -1283,7 +1221,7 @@ int sseg_cmd_gen(int argc, char **argv) {
         int format = SSEG_GEN_FMT_AVRO, quiet = 0, days_set = 0;
         uint64_t schema_id = 1;
         double rate = 0;
-        char *props[MAX_KAFKA_PROPS];
+        char *props[SSEG_SINK_MAX_PROPS];
         int nprops = 0;
 
         for (int i = 1; i < argc; i++) {
@@ -1350,7 +1288,7 @@ int sseg_cmd_gen(int argc, char **argv) {
                 } else if (!strcmp(a, "--topic")) {
                         topic = v;
                 } else if (!strcmp(a, "-X")) {
-                        if (nprops >= MAX_KAFKA_PROPS) {
+                        if (nprops >= SSEG_SINK_MAX_PROPS) {
                                 fprintf(stderr, "gen: too many -X options\n");
                                 return 2;
                         }
@@ -1382,83 +1320,39 @@ int sseg_cmd_gen(int argc, char **argv) {
                 return 2;
         }
         int rc = 0;
-        FILE *out = NULL;
-        rd_kafka_t *rk = NULL;
-        rd_kafka_topic_t *rkt = NULL;
-        dr_stats_t st;
-        memset(&st, 0, sizeof(st));
         volatile sig_atomic_t stop = 0;
         sseg_cli_install_signals(&stop);
-        if (out_path) {
-                out = strcmp(out_path, "-") ? fopen(out_path, "wb") : stdout;
-                if (!out) {
-                        fprintf(stderr, "gen: cannot open %s: %s\n", out_path, strerror(errno));
-                        sseg_gen_destroy(g);
-                        return 1;
-                }
-                setvbuf(out, NULL, _IOFBF, 1 << 20);
-        } else {
-                if (!(rk = make_producer(brokers, props, nprops, &st, err, sizeof(err)))) {
-                        fprintf(stderr, "gen: kafka: %s\n", err);
-                        sseg_gen_destroy(g);
-                        return 2;
-                }
-                if (!(rkt = rd_kafka_topic_new(rk, topic, NULL))) {
-                        fprintf(stderr, "gen: kafka topic %s: %s\n", topic,
-                                rd_kafka_err2str(rd_kafka_last_error()));
-                        rd_kafka_destroy(rk);
-                        sseg_gen_destroy(g);
-                        return 2;
-                }
+        sseg_sink_opts_t so = {.name = "gen",
+                               .out_path = out_path,
+                               .brokers = brokers,
+                               .topic = topic,
+                               .props = props,
+                               .nprops = nprops,
+                               .lines = format == SSEG_GEN_FMT_JSON};
+        sseg_sink_t *sink = sseg_sink_new(&so, &rc, err, sizeof(err));
+        if (!sink) {
+                fprintf(stderr, "%s\n", err);
+                sseg_gen_destroy(g);
+                return rc;
         }
+        rc = 0;
 
         sseg_buf_t key, val;
         sseg_buf_init(&key);
         sseg_buf_init(&val);
-        uint64_t records = 0, bytes = 0;
+        uint64_t records = 0;
         double t0 = now_s(), next_progress = t0 + 1.0;
         int kind;
         while (!stop && sseg_gen_next_record(g, &key, &val, format, (int32_t)schema_id, &kind)) {
-                if (out) {
-                        if (format == SSEG_GEN_FMT_JSON) {
-                                sseg_buf_putc(&val, '\n');
-                        } else {
-                                uint32_t n = (uint32_t)val.len;
-                                unsigned char len[4] = {(unsigned char)(n >> 24),
-                                                        (unsigned char)(n >> 16),
-                                                        (unsigned char)(n >> 8), (unsigned char)n};
-                                if (fwrite(len, 1, 4, out) != 4)
-                                        break;
-                                bytes += 4;
-                        }
-                        if (val.len && fwrite(val.p, 1, val.len, out) != val.len)
-                                break;
-                } else {
-                        /* Queue full is back-pressure, not an error: serve delivery reports and
-                         * retry until there is room or we are told to stop. */
-                        for (;;) {
-                                if (rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA,
-                                                     RD_KAFKA_MSG_F_COPY, val.p, val.len,
-                                                     key.len ? key.p : NULL, key.len, NULL) == 0)
-                                        break;
-                                rd_kafka_resp_err_t e = rd_kafka_last_error();
-                                if (stop)
-                                        break; /* stopping: this record is not sent */
-                                if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-                                        fprintf(stderr, "gen: produce failed: %s\n",
-                                                rd_kafka_err2str(e));
-                                        rc = 1;
-                                        break;
-                                }
-                                rd_kafka_poll(rk, 10);
-                        }
-                        if (rc)
-                                break;
-                        if ((records & 1023) == 0)
-                                rd_kafka_poll(rk, 0);
+                int w =
+                    sseg_sink_write(sink, key.p, key.len, val.p, val.len, &stop, err, sizeof(err));
+                if (w < 0) {
+                        fprintf(stderr, "%s\n", err);
+                        rc = 1;
                 }
+                if (w)
+                        break;
                 records++;
-                bytes += val.len;
                 if (rate > 0) {
                         double due = t0 + (double)records / rate, t = now_s();
                         if (due > t)
@@ -1480,38 +1374,20 @@ int sseg_cmd_gen(int argc, char **argv) {
                         }
                 }
         }
-        if (out && (ferror(out) || fflush(out))) {
-                fprintf(stderr, "gen: write to %s failed: %s\n", out_path, strerror(errno));
+        if (sseg_sink_close(sink, &stop, err, sizeof(err))) {
+                if (!rc) /* a write error was printed already */
+                        fprintf(stderr, "%s\n", err);
                 rc = 1;
-        }
-        if (out && out != stdout && fclose(out)) {
-                fprintf(stderr, "gen: close %s failed: %s\n", out_path, strerror(errno));
-                rc = 1;
-        }
-        if (rk) {
-                /* Wait for every delivery report (messages time out by message.timeout.ms);
-                 * a second signal stops waiting. */
-                for (int i = 0; i < 3600 && rd_kafka_outq_len(rk) > 0 && stop < 2; i++)
-                        rd_kafka_flush(rk, 1000);
-                int left = rd_kafka_outq_len(rk);
-                if (st.failed || left > 0) {
-                        fprintf(stderr,
-                                "gen: %" PRIu64 " deliveries failed (first: %s), %d undelivered\n",
-                                st.failed, st.failed ? st.first_err : "-", left);
-                        rc = 1;
-                }
-                rd_kafka_topic_destroy(rkt);
-                rd_kafka_destroy(rk);
         }
         double secs = now_s() - t0;
         fprintf(stderr,
                 "gen: %s: events=%" PRIu64 " bad=%" PRIu64 " users=%" PRIu32 " bytes=%" PRIu64
                 " seconds=%.3f rate=%.0f rec/s\n",
-                stop ? "stopped" : "done", sseg_gen_events(g), sseg_gen_bad(g), o.users, bytes,
-                secs, secs > 0 ? (double)records / secs : 0.0);
-        if (rk)
-                fprintf(stderr, "gen: delivered=%" PRIu64 " failed=%" PRIu64 "\n", st.delivered,
-                        st.failed);
+                stop ? "stopped" : "done", sseg_gen_events(g), sseg_gen_bad(g), o.users,
+                sseg_sink_bytes(sink), secs, secs > 0 ? (double)records / secs : 0.0);
+        if (sseg_sink_is_kafka(sink))
+                fprintf(stderr, "gen: delivered=%" PRIu64 " failed=%" PRIu64 "\n",
+                        sseg_sink_delivered(sink), sseg_sink_failed(sink));
         if (truth_path) {
                 FILE *tf = fopen(truth_path, "w");
                 int werr = !tf || sseg_gen_write_truth(g, tf);
@@ -1523,6 +1399,7 @@ int sseg_cmd_gen(int argc, char **argv) {
         }
         sseg_buf_free(&key);
         sseg_buf_free(&val);
+        sseg_sink_destroy(sink);
         sseg_gen_destroy(g);
         return rc;
 }

@@ -11,8 +11,8 @@
  * the generator has its own PRNGs (splitmix64 per user, xoshiro256** for bad records) and its
  * own log/exp, so the same options give the same bytes on every run.
  *
- * Does not own: the encoders (event.c), Kafka production and files (only sseg_cmd_gen() here
- * does that). A generator is used from one thread only.
+ * Does not own: the encoders (event.c), Kafka production and files (sink.c, driven by
+ * sseg_cmd_gen() only). A generator is used from one thread only.
  */
 #ifndef SSEG_GEN_H
 #define SSEG_GEN_H

@@ -1,6 +1,6 @@
 /*
  * main: the streamseg binary's entry point: dispatches to the subcommands (cli.h, gen.h,
- * mockcluster.h) and prints the top-level help.
+ * replay.h, mockcluster.h) and prints the top-level help.
  */
 #include <stdio.h>
 #include <string.h>
@@ -9,6 +9,7 @@
 #include "conf.h"
 #include "gen.h"
 #include "mockcluster.h"
+#include "replay.h"
 #include "streamseg/streamseg.h"
 
 static void usage(FILE *fp) {
@@ -22,6 +23,8 @@ static void usage(FILE *fp) {
                 "  mock-kafka [--brokers N] [--partitions P] [--topic NAME[:P]]...\n"
                 "                                    a Kafka-protocol cluster on loopback\n"
                 "  gen [options]                     simulated shop events to a file or topic\n"
+                "  replay --format F FILE [options]  a real data set (online-retail, rees46,\n"
+                "                                    taobao, cdnow) as events, in time order\n"
                 "  inspect -X state.dir=DIR [--user ID | --offsets | --dump [--raw]]\n"
                 "                                    print a state directory as JSON (read-only)\n"
                 "  config-doc                        print CONFIGURATION.md\n"
@@ -59,6 +62,8 @@ int main(int argc, char **argv) {
                 return sseg_cmd_mock_kafka(argc - 1, argv + 1);
         if (!strcmp(cmd, "gen"))
                 return sseg_cmd_gen(argc - 1, argv + 1);
+        if (!strcmp(cmd, "replay"))
+                return sseg_cmd_replay(argc - 1, argv + 1);
         fprintf(stderr, "streamseg: unknown command '%s'\n\n", cmd);
         usage(stderr);
         return 2;

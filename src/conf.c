@@ -42,8 +42,8 @@ static const prop_t props[] = {
      "Writer schema (.avsc) of 'avro' input; empty = the embedded schemas/event.avsc. Resolved "
      "against the reader schema, so older and newer writer schemas work."},
     {"input.max.skew.ms", T_INT, "604800000", 0, 100LL * 365 * DAY_MS, NULL, OFF(input_max_skew_ms),
-     "An event whose time is further than this from its partition's watermark is "
-     "dead-lettered (bad_ts). 0 disables the check."},
+     "An event more than this behind its partition's watermark, or ahead of both the "
+     "watermark and the wall clock, is dead-lettered (bad_ts). 0 disables the check."},
     {"input.max.record.bytes", T_BYTES, "65536", 64, 64LL << 20, NULL, OFF(input_max_record_bytes),
      "Larger input records are dead-lettered (oversized)."},
     {"schema.registry.url", T_STR, "", 0, 0, NULL, OFF(schema_registry_url),

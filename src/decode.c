@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "registry.h"
@@ -899,17 +900,34 @@ static sseg_dlq_reason_t check_event(const sseg_decoder_t *d, const sseg_event_t
                 errf(errstr, errstr_size, "dwell_ms is %d: must be >= 0", (int)ev->dwell_ms);
                 return SSEG_DLQ_BAD_FIELD;
         }
-        if (watermark_ms > 0 && d->opts.max_skew_ms > 0) {
-                /* Unsigned distance: no overflow for any pair of int64 values. */
-                uint64_t dist = ev->ts_ms >= watermark_ms
-                                    ? (uint64_t)ev->ts_ms - (uint64_t)watermark_ms
-                                    : (uint64_t)watermark_ms - (uint64_t)ev->ts_ms;
-                if (dist > (uint64_t)d->opts.max_skew_ms) {
+        if (d->opts.max_skew_ms > 0) {
+                /* Too late: further behind the partition's watermark than the skew. Too early:
+                 * further ahead of both the watermark and the wall clock, so that a replay of
+                 * history may jump forward (and a stray old first record cannot set a watermark
+                 * that condemns everything after it), while a clock years in the future is
+                 * still caught. Unsigned distances: no overflow for any int64 pair. */
+                struct timespec now;
+                clock_gettime(CLOCK_REALTIME, &now);
+                int64_t wall = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+                int64_t ahead_ref = watermark_ms > wall ? watermark_ms : wall;
+                uint64_t skew = (uint64_t)d->opts.max_skew_ms;
+                if (watermark_ms > 0 && ev->ts_ms < watermark_ms &&
+                    (uint64_t)watermark_ms - (uint64_t)ev->ts_ms > skew) {
                         errf(errstr, errstr_size,
-                             "ts %lld is %llu ms from the watermark %lld: more than the max skew "
+                             "ts %lld is %llu ms behind the watermark %lld: more than the max skew "
                              "of %lld ms",
-                             (long long)ev->ts_ms, (unsigned long long)dist,
+                             (long long)ev->ts_ms,
+                             (unsigned long long)((uint64_t)watermark_ms - (uint64_t)ev->ts_ms),
                              (long long)watermark_ms, (long long)d->opts.max_skew_ms);
+                        return SSEG_DLQ_BAD_TS;
+                }
+                if (ev->ts_ms > ahead_ref && (uint64_t)ev->ts_ms - (uint64_t)ahead_ref > skew) {
+                        errf(errstr, errstr_size,
+                             "ts %lld is %llu ms ahead of the watermark and the wall clock: more "
+                             "than the max skew of %lld ms",
+                             (long long)ev->ts_ms,
+                             (unsigned long long)((uint64_t)ev->ts_ms - (uint64_t)ahead_ref),
+                             (long long)d->opts.max_skew_ms);
                         return SSEG_DLQ_BAD_TS;
                 }
         }

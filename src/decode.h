@@ -40,7 +40,8 @@ typedef struct {
         const char *schema_file;  /* avro: writer schema file; NULL = embedded event.avsc */
         const char *registry_url; /* confluent: http(s)://host:port, or NULL */
         const char *registry_dir; /* confluent: directory of <id>.avsc, or NULL */
-        int64_t max_skew_ms;      /* |ts - watermark| above this is BAD_TS; 0 disables */
+        int64_t max_skew_ms;      /* BAD_TS: ts more than this behind the watermark or ahead of
+                                     max(watermark, wall clock); 0 disables */
         size_t max_record_bytes;  /* larger records are OVERSIZED */
 } sseg_decoder_opts_t;
 

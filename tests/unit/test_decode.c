@@ -265,16 +265,42 @@ static void test_contract(void) {
         CHECK_INT_EQ(dec_raw(d, &r, 0, why, sizeof(why)), SSEG_DLQ_BAD_FIELD);
         CHECK_STR_EQ(why, "dwell_ms is -5: must be >= 0");
 
-        /* Skew: 1 h allowed either way of the watermark; no watermark = not checked. */
+        /* Skew (1 h): too late = more than that behind the watermark; too early = more than
+         * that ahead of both the watermark and the wall clock. A watermark ahead of the wall
+         * clock makes the "ahead" reference exact. */
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        int64_t wall = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+        int64_t wm = wall + 10LL * 86400000;
+        char want[128];
         r = raw_good;
-        r.ts = 1000000 + 3600000;
+        r.ts = wm + 3600000;
+        CHECK_INT_EQ(dec_raw(d, &r, wm, why, sizeof(why)), SSEG_DLQ_NONE);
+        r.ts = wm + 3600001;
+        CHECK_INT_EQ(dec_raw(d, &r, wm, why, sizeof(why)), SSEG_DLQ_BAD_TS);
+        snprintf(want, sizeof(want), "ts %lld is 3600001 ms ahead of the watermark and the wall",
+                 (long long)r.ts);
+        CHECK(strstr(why, want) == why);
+        r.ts = wm - 3600000;
+        CHECK_INT_EQ(dec_raw(d, &r, wm, why, sizeof(why)), SSEG_DLQ_NONE);
+        r.ts = wm - 3600001;
+        CHECK_INT_EQ(dec_raw(d, &r, wm, why, sizeof(why)), SSEG_DLQ_BAD_TS);
+        snprintf(want, sizeof(want), "ts %lld is 3600001 ms behind the watermark %lld",
+                 (long long)r.ts, (long long)wm);
+        CHECK(strstr(why, want) == why);
+        /* History jumps forward: a watermark long ago condemns nothing after it (a stray old
+         * first record), as long as the event is not in the future. */
+        r.ts = 1000000 + 100LL * 86400000;
         CHECK_INT_EQ(dec_raw(d, &r, 1000000, why, sizeof(why)), SSEG_DLQ_NONE);
-        r.ts = 1000000 + 3600001;
-        CHECK_INT_EQ(dec_raw(d, &r, 1000000, why, sizeof(why)), SSEG_DLQ_BAD_TS);
-        CHECK(strstr(why, "ts 4600001 is 3600001 ms from the watermark 1000000") == why);
+        /* No watermark yet: only the future is checked. */
+        r.ts = 1000000;
         CHECK_INT_EQ(dec_raw(d, &r, 0, why, sizeof(why)), SSEG_DLQ_NONE);
+        r.ts = wall + 2LL * 86400000;
+        CHECK_INT_EQ(dec_raw(d, &r, 0, why, sizeof(why)), SSEG_DLQ_BAD_TS);
         r.ts = INT64_MIN;
         CHECK_INT_EQ(dec_raw(d, &r, INT64_MAX, why, sizeof(why)), SSEG_DLQ_BAD_TS);
+        r.ts = INT64_MAX;
+        CHECK_INT_EQ(dec_raw(d, &r, INT64_MIN + 1, why, sizeof(why)), SSEG_DLQ_BAD_TS);
 
         /* Strings over their caps. */
         char big[800];

@@ -153,12 +153,36 @@ static void test_scan(void) {
         sseg_state_close(st);
 }
 
+/* Stored users are LZ4-compressed (flag 0x8000 in the size field) and decode to the struct
+ * that was written; a damaged body is refused as a version/format error. */
+static void test_compressed_value(void) {
+        sseg_state_t *st = open_st(64 << 20);
+        char err[512], key[64];
+        size_t kl = sseg_state_user_key(key, 1, "u123", 4); /* 123 % 2 */
+        char *v;
+        size_t vl;
+        CHECK_INT_EQ(sseg_state_read(st, key, kl, &v, &vl, err, sizeof(err)), SSEG_OK);
+        CHECK(vl < 4 + sizeof(sseg_user_t) / 2);
+        CHECK(((unsigned char)v[3] & 0x80) != 0);
+        sseg_user_t u;
+        CHECK_INT_EQ(sseg_state_unpack_user(v, vl, &u), SSEG_OK);
+        CHECK_INT_EQ(u.n_events, 124); /* written as i + 1 by test_eviction_and_drop */
+        v[vl - 1] ^= 0x5a;
+        v[vl / 2] ^= 0x5a;
+        sseg_user_t u2;
+        sseg_err_t e = sseg_state_unpack_user(v, vl - 3, &u2);
+        CHECK_INT_EQ(e, SSEG_ERR_STATE_VERSION);
+        free(v);
+        sseg_state_close(st);
+}
+
 int main(void) {
         snprintf(dir, sizeof(dir), "/tmp/sseg_state_test_%d", (int)getpid());
         test_roundtrip();
         test_version_check();
         test_eviction_and_drop();
         test_scan();
+        test_compressed_value();
         char cmd[128];
         snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
         if (system(cmd) != 0)

@@ -37,7 +37,6 @@ typedef struct {
         volatile sig_atomic_t *stop;
         double t0;
         int tty;
-        int64_t idle_since;
 } progctx_t;
 
 static double mono_s(void) {
@@ -62,6 +61,8 @@ static void *gen_thread(void *arg) {
         rd_kafka_conf_set(kc, "log_level", "3", err, sizeof(err));
         rd_kafka_t *rk = g ? rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err)) : NULL;
         if (!g || !rk) {
+                if (!rk)
+                        rd_kafka_conf_destroy(kc); /* rd_kafka_new() owns it only on success */
                 snprintf(c->err, sizeof(c->err), "generator: %s", err);
                 c->failed = 1;
                 c->done = 1;

@@ -19,6 +19,7 @@
  *
  *   bench_pipeline [--users N] [--events N] [--e2e-events N] [--skew uniform|zipf|both]
  *                  [--mode inproc|e2e|all] [--partitions P] [--streamseg PATH] [--seed S]
+ *                  [-X key=value]...   (processor configuration, e.g. -X segments.k=0)
  */
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
@@ -186,9 +187,15 @@ static void rmstate(const char *d) {
                 fprintf(stderr, "bench_pipeline: could not remove %s\n", d);
 }
 
+static const char *xopts[32]; /* -X key=value for the processor, in order */
+static int nxopts;
+
 static sseg_conf_t *base_conf(const char *state_dir) {
         sseg_conf_t *c = sseg_conf_new();
         char err[256];
+        for (int i = 0; i < nxopts; i++)
+                if (sseg_conf_set_kv(c, xopts[i], err, sizeof(err)))
+                        die(err);
         sseg_conf_set(c, "state.dir", state_dir, err, sizeof(err));
         sseg_conf_set(c, "log.level", getenv("BENCH_LOG") ? getenv("BENCH_LOG") : "warn", err,
                       sizeof(err));
@@ -452,6 +459,8 @@ int main(int argc, char **argv) {
                         seed = strtoull(v, NULL, 10);
                 else if (!strcmp(a, "--partitions"))
                         partitions = atoi(v);
+                else if (!strcmp(a, "-X") && nxopts < 32)
+                        xopts[nxopts++] = v;
                 else if (!strcmp(a, "--streamseg"))
                         snprintf(streamseg, sizeof(streamseg), "%s", v);
                 else if (!strcmp(a, "--skew"))
@@ -486,6 +495,12 @@ int main(int argc, char **argv) {
                "with outputs produced to the cluster; the cluster is `%s mock-kafka` in its own "
                "process, topics filled before consuming.\n\n",
                (unsigned long long)seed, streamseg);
+        if (nxopts) {
+                printf("processor configuration:");
+                for (int i = 0; i < nxopts; i++)
+                        printf(" -X %s", xopts[i]);
+                printf("\n\n");
+        }
         fflush(stdout);
 
         if (do_e2e) {

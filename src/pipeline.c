@@ -33,6 +33,7 @@ typedef struct {
         int assigned;
         int dirty_meta;     /* meta changed since the last commit */
         int64_t hold_until; /* ms monotonic; > 0: records are skipped, then re-read (seek) */
+        int seeking;        /* after that seek: records until next_offset are stale */
         sseg_partmeta_t meta;
 } part_t;
 
@@ -290,7 +291,11 @@ static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
             !sseg_state_batch_count(p->st)) {
                 p->cycle_start = t0;
                 p->cycle_records = 0;
-                return SSEG_OK;
+                /* Idle: still surface a failed write of the last batch, and evict. */
+                char msg[400];
+                if ((err = sseg_state_flush(p->st, msg, sizeof(msg))))
+                        set_fatal(p, err, msg);
+                return err;
         }
         if ((err = emit_profiles(p)))
                 return err;
@@ -357,6 +362,7 @@ static void on_assign(sseg_pipeline_t *p, rd_kafka_topic_partition_list_t *parts
                 pt->assigned = 1;
                 pt->dirty_meta = 0;
                 pt->hold_until = 0;
+                pt->seeking = 0;
                 p->stats.assigned++;
                 sseg_info("assigned %s [%d]: resuming at offset %lld (%llu processed, %llu "
                           "dead-lettered so far)",
@@ -468,8 +474,15 @@ static sseg_err_t process(sseg_pipeline_t *p, const rd_kafka_message_t *m, doubl
                 pt->hold_until = 0;
                 if (m->offset != pt->meta.next_offset) {
                         seek_to(p, m->partition, pt->meta.next_offset);
+                        pt->seeking = 1;
                         return SSEG_OK;
                 }
+        }
+        if (pt->seeking) {
+                /* Records fetched before the seek took effect: not the one we wait for. */
+                if (m->offset != pt->meta.next_offset)
+                        return SSEG_OK;
+                pt->seeking = 0;
         }
         if (m->offset > pt->meta.next_offset && pt->meta.next_offset > 0)
                 sseg_debug("%s [%d]: offsets %lld..%lld absent (compacted or deleted)",
@@ -483,6 +496,11 @@ static sseg_err_t process(sseg_pipeline_t *p, const rd_kafka_message_t *m, doubl
         if (retry) {
                 /* Not the record's fault (registry unreachable): hold the partition and
                  * re-read from this record later. */
+                if (p->offline) {
+                        /* Fed records cannot be re-read. */
+                        set_fatal(p, SSEG_ERR_KAFKA, why);
+                        return SSEG_ERR_KAFKA;
+                }
                 sseg_warn("%s [%d] offset %lld: %s; retrying in %d ms", p->conf->input_topic,
                           m->partition, (long long)m->offset, why, RETRY_HOLD_MS);
                 pt->hold_until = (int64_t)now + RETRY_HOLD_MS;
@@ -814,7 +832,8 @@ sseg_err_t sseg_pipeline_run(sseg_pipeline_t *p, volatile sig_atomic_t *stop, ch
                         rd_kafka_message_destroy(p->msgs[i]);
                         /* Checked per record, so that count-bounded cycles do not depend on
                          * how the fetches happened to batch the records. */
-                        if (p->cycle_records >= (uint64_t)p->conf->commit_max_events && !p->fatal)
+                        if (p->cycle_records >= (uint64_t)p->conf->commit_max_events && !p->fatal &&
+                            !p->aborted)
                                 commit_cycle(p);
                 }
                 rd_kafka_poll(p->producer, 0); /* delivery reports */

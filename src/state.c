@@ -317,20 +317,22 @@ sseg_entry_t *sseg_state_get(sseg_state_t *st, int32_t partition, const char *ui
                 *errp = SSEG_ERR_INVAL;
                 return NULL;
         }
+        /* A missing user is in no batch in flight (its entry would still be cached), unless
+         * the batch carries user keys written directly with sseg_state_batch_put/delete():
+         * then wait for it, and probe again (the flush evicts, which moves entries). */
+        if (st->inflight_users) {
+                sseg_err_t ferr = sseg_state_flush(st, errstr, errstr_size);
+                if (ferr) {
+                        *errp = ferr;
+                        return NULL;
+                }
+                st->stats.misses--;
+                return sseg_state_get(st, partition, uid, len, is_new, errp, errstr, errstr_size);
+        }
         sseg_entry_t *e = malloc(sizeof(*e));
         if (!e) {
                 *errp = SSEG_ERR_NOMEM;
                 return NULL;
-        }
-        /* A missing user is in no batch in flight (its entry would still be cached), unless
-         * the batch carries user keys written directly with sseg_state_batch_put(). */
-        if (st->inflight_users) {
-                sseg_err_t ferr = sseg_state_flush(st, errstr, errstr_size);
-                if (ferr) {
-                        free(e);
-                        *errp = ferr;
-                        return NULL;
-                }
         }
         char key[5 + SSEG_USER_ID_MAX];
         size_t kl = sseg_state_user_key(key, partition, uid, len);
@@ -399,6 +401,8 @@ void sseg_state_batch_put(sseg_state_t *st, const void *k, size_t kl, const void
 }
 
 void sseg_state_batch_delete(sseg_state_t *st, const void *k, size_t kl) {
+        if (kl && *(const char *)k == 'u')
+                st->batch_users = 1;
         rocksdb_writebatch_delete(st->batch, k, kl);
 }
 

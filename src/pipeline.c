@@ -133,7 +133,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         if (!m->err)
                 return;
         p->dr_failures++;
-        snprintf(p->dr_last_err, sizeof(p->dr_last_err), "%s [%d]: %s", p->conf->input_topic,
+        snprintf(p->dr_last_err, sizeof(p->dr_last_err), "%s [%d]: %s", rd_kafka_topic_name(m->rkt),
                  m->partition, rd_kafka_err2str(m->err));
 }
 
@@ -209,8 +209,9 @@ static sseg_err_t emit_profiles(sseg_pipeline_t *p) {
                 sseg_buf_reset(&p->out);
                 sseg_profile_encode(&e->u, e->uid, e->klen, e->partition, pt->meta.watermark_ms,
                                     (sseg_out_format_t)p->conf->output_format, &p->out);
-                /* The id names the update: the events applied and the churn level, which a
-                 * churn timer can raise without an event. A replayed cycle reproduces it. No
+                /* The id names the update: the events applied, the churn level and the segment
+                 * model version (a churn timer can change both without an event). A replayed
+                 * cycle reproduces it. No
                  * counter of emitted profiles is kept in the state: it would depend on the
                  * cycle boundaries, and the state must not. */
                 char id[SSEG_USER_ID_MAX + 48];

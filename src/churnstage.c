@@ -27,6 +27,7 @@
 
 #include "log.h"
 #include "profile.h"
+#include "recenc.h"
 
 #define PARTS_MAX       4096   /* the pipeline's partition bound (pipeline.c MAX_PARTITIONS) */
 #define FIRE_MAX        100000 /* timers fired per cycle at most; the rest fire next cycle */
@@ -260,83 +261,6 @@ sseg_err_t sseg_churnstage_sweep(sseg_state_t *st, int32_t partition, int64_t no
 
 /* ---- alert record -------------------------------------------------------------------------- */
 
-/* Avro binary or JSON through one field list, as profile.c does: the two cannot drift. */
-typedef struct {
-        sseg_buf_t *b;
-        int json;
-        int first;
-} enc_t;
-
-static void key(enc_t *e, const char *name) {
-        if (!e->json)
-                return;
-        if (!e->first)
-                sseg_buf_putc(e->b, ',');
-        e->first = 0;
-        sseg_buf_printf(e->b, "\"%s\":", name);
-}
-
-static void f_long(enc_t *e, const char *name, int64_t v) {
-        key(e, name);
-        if (e->json)
-                sseg_buf_printf(e->b, "%lld", (long long)v);
-        else
-                sseg_buf_avro_long(e->b, v);
-}
-
-static void f_double(enc_t *e, const char *name, double v) {
-        key(e, name);
-        if (!isfinite(v))
-                v = 0;
-        if (e->json)
-                sseg_buf_json_double(e->b, v);
-        else
-                sseg_buf_avro_double(e->b, v);
-}
-
-static void f_string(enc_t *e, const char *name, const char *s, size_t n) {
-        key(e, name);
-        if (e->json)
-                sseg_buf_json_str(e->b, s, n);
-        else
-                sseg_buf_avro_string(e->b, s, n);
-}
-
-static void f_enum(enc_t *e, const char *name, int idx, const char *const *symbols) {
-        key(e, name);
-        if (e->json)
-                sseg_buf_printf(e->b, "\"%s\"", symbols[idx]);
-        else
-                sseg_buf_avro_long(e->b, idx);
-}
-
-/* Union ["null", T]: null, or branch 1 followed by the value. */
-static void f_opt_double(enc_t *e, const char *name, int present, double v) {
-        key(e, name);
-        if (!e->json) {
-                sseg_buf_avro_long(e->b, present);
-                if (present)
-                        sseg_buf_avro_double(e->b, v);
-        } else if (present) {
-                sseg_buf_json_double(e->b, v);
-        } else {
-                sseg_buf_append(e->b, "null", 4);
-        }
-}
-
-static void f_opt_long(enc_t *e, const char *name, int present, int64_t v) {
-        key(e, name);
-        if (!e->json) {
-                sseg_buf_avro_long(e->b, present);
-                if (present)
-                        sseg_buf_avro_long(e->b, v);
-        } else if (present) {
-                sseg_buf_printf(e->b, "%lld", (long long)v);
-        } else {
-                sseg_buf_append(e->b, "null", 4);
-        }
-}
-
 static const char *const dir_syms[] = {"NONE", "RISING", "RECOVERED"};
 static const char *const trigger_syms[] = {"EVENT", "TIMER"};
 static const char *const basis_syms[] = {"PURCHASE", "ENGAGEMENT"};
@@ -346,39 +270,39 @@ void sseg_churnstage_alert_encode(const sseg_churnstage_opts_t *o,
                                   const char *uid, size_t uid_len, int32_t partition, int timer,
                                   int64_t last_purchase_ts, uint32_t model_version, int64_t ts,
                                   int json, sseg_buf_t *out) {
-        enc_t e = {out, json, 1};
+        sseg_enc_t e = {out, json, 1};
         /* The level crossed: RISING, the level reached; RECOVERED, the lowest level left. */
         int crossed = r->dir == SSEG_CHURN_DIR_RISING ? r->level : r->level + 1;
         double threshold = crossed >= 0 && crossed < o->nlevels ? o->levels[crossed] : 0;
         if (json)
                 sseg_buf_putc(out, '{');
-        f_string(&e, "id", id, strlen(id));
-        f_string(&e, "user_id", uid, uid_len);
-        f_long(&e, "partition", partition);
+        sseg_enc_string(&e, "id", id, strlen(id));
+        sseg_enc_string(&e, "user_id", uid, uid_len);
+        sseg_enc_long(&e, "partition", partition);
         /* Avro enum index: the schema's symbols are RISING, RECOVERED */
         if (json)
-                f_enum(&e, "direction", (int)r->dir, dir_syms);
+                sseg_enc_enum(&e, "direction", (int)r->dir, dir_syms);
         else
-                f_enum(&e, "direction", r->dir == SSEG_CHURN_DIR_RISING ? 0 : 1, dir_syms);
-        f_enum(&e, "trigger", timer ? 1 : 0, trigger_syms);
-        f_enum(&e, "basis", (int)r->basis, basis_syms);
-        f_long(&e, "level", r->level);
-        f_long(&e, "previous_level", r->prev_level);
-        f_double(&e, "level_threshold", threshold);
-        f_double(&e, "score", r->score);
-        f_opt_double(&e, "previous_score", isfinite(r->prev_score), r->prev_score);
-        f_double(&e, "p_alive", r->p_alive);
-        f_double(&e, "expected_purchases", r->expected);
-        f_double(&e, "clv", r->clv);
-        f_double(&e, "x", r->rfm.x);
-        f_double(&e, "t_x", r->rfm.t_x);
-        f_double(&e, "T", r->rfm.T);
-        f_string(&e, "time_unit", sseg_churn_unit2str(o->unit),
-                 strlen(sseg_churn_unit2str(o->unit)));
-        f_double(&e, "horizon", o->horizon);
-        f_opt_long(&e, "last_purchase_ts", last_purchase_ts > 0, last_purchase_ts);
-        f_long(&e, "model_version", model_version);
-        f_long(&e, "ts", ts);
+                sseg_enc_enum(&e, "direction", r->dir == SSEG_CHURN_DIR_RISING ? 0 : 1, dir_syms);
+        sseg_enc_enum(&e, "trigger", timer ? 1 : 0, trigger_syms);
+        sseg_enc_enum(&e, "basis", (int)r->basis, basis_syms);
+        sseg_enc_long(&e, "level", r->level);
+        sseg_enc_long(&e, "previous_level", r->prev_level);
+        sseg_enc_double(&e, "level_threshold", threshold);
+        sseg_enc_double(&e, "score", r->score);
+        sseg_enc_opt_double(&e, "previous_score", isfinite(r->prev_score), r->prev_score);
+        sseg_enc_double(&e, "p_alive", r->p_alive);
+        sseg_enc_double(&e, "expected_purchases", r->expected);
+        sseg_enc_double(&e, "clv", r->clv);
+        sseg_enc_double(&e, "x", r->rfm.x);
+        sseg_enc_double(&e, "t_x", r->rfm.t_x);
+        sseg_enc_double(&e, "T", r->rfm.T);
+        sseg_enc_string(&e, "time_unit", sseg_churn_unit2str(o->unit),
+                        strlen(sseg_churn_unit2str(o->unit)));
+        sseg_enc_double(&e, "horizon", o->horizon);
+        sseg_enc_opt_long(&e, "last_purchase_ts", last_purchase_ts > 0, last_purchase_ts);
+        sseg_enc_long(&e, "model_version", model_version);
+        sseg_enc_long(&e, "ts", ts);
         if (json)
                 sseg_buf_putc(out, '}');
 }

@@ -28,6 +28,7 @@
 
 #include "log.h"
 #include "profile.h"
+#include "recenc.h"
 #include "segvec.h"
 #include "sketch.h"
 
@@ -243,91 +244,21 @@ bad:
 
 /* ---- record encoders: one field list per record, Avro binary or JSON ---------------------- */
 
-typedef struct {
-        sseg_buf_t *b;
-        int json;
-        int first; /* no comma before the next JSON member */
-} enc_t;
-
-static void key(enc_t *e, const char *name) {
-        if (!e->json)
-                return;
-        if (!e->first)
-                sseg_buf_putc(e->b, ',');
-        e->first = 0;
-        if (name) {
-                sseg_buf_json_str(e->b, name, strlen(name));
-                sseg_buf_putc(e->b, ':');
-        }
-}
-
-static void f_long(enc_t *e, const char *name, int64_t v) {
-        key(e, name);
-        if (e->json)
-                sseg_buf_printf(e->b, "%lld", (long long)v);
-        else
-                sseg_buf_avro_long(e->b, v); /* int and long share the zig-zag varint */
-}
-
-static void f_double(enc_t *e, const char *name, double v) {
-        key(e, name);
-        if (!isfinite(v))
-                v = 0;
-        if (e->json)
-                sseg_buf_json_double(e->b, v);
-        else
-                sseg_buf_avro_double(e->b, v);
-}
-
-static void f_string(enc_t *e, const char *name, const char *s, size_t n) {
-        key(e, name);
-        if (e->json)
-                sseg_buf_json_str(e->b, s, n);
-        else
-                sseg_buf_avro_string(e->b, s, n);
-}
-
-/* Union ["null", T]: the branch (Avro) or null (JSON); returns whether the value follows,
- * to be written with name NULL. */
-static int f_opt(enc_t *e, const char *name, int present) {
-        key(e, name);
-        if (!e->json)
-                sseg_buf_avro_long(e->b, present ? 1 : 0);
-        else if (!present)
-                sseg_buf_append(e->b, "null", 4);
-        if (present)
-                e->first = 1;
-        return present;
-}
-
-static void obj_begin(enc_t *e, const char *name) {
-        key(e, name);
-        if (e->json)
-                sseg_buf_putc(e->b, '{');
-        e->first = 1;
-}
-
-static void obj_end(enc_t *e) {
-        if (e->json)
-                sseg_buf_putc(e->b, '}');
-        e->first = 0;
-}
-
 void sseg_segstage_change_encode(const sseg_segstage_change_t *c, int json, sseg_buf_t *out) {
-        enc_t e = {out, json, 1};
-        obj_begin(&e, NULL);
-        f_string(&e, "id", c->id, strlen(c->id));
-        f_string(&e, "user_id", c->uid, c->uid_len);
-        if (f_opt(&e, "previous_segment", c->previous >= 0))
-                f_long(&e, NULL, c->previous);
-        f_long(&e, "segment", c->segment);
-        f_string(&e, "description", c->description, strlen(c->description));
-        f_double(&e, "distance", c->distance);
-        f_double(&e, "margin", c->margin);
-        f_long(&e, "model_version", c->model_version);
-        f_long(&e, "event_ts", c->event_ts);
-        f_long(&e, "processed_ts", c->processed_ts);
-        obj_end(&e);
+        sseg_enc_t e = {out, json, 1};
+        sseg_enc_obj_begin(&e, NULL);
+        sseg_enc_string(&e, "id", c->id, strlen(c->id));
+        sseg_enc_string(&e, "user_id", c->uid, c->uid_len);
+        if (sseg_enc_opt(&e, "previous_segment", c->previous >= 0))
+                sseg_enc_long(&e, NULL, c->previous);
+        sseg_enc_long(&e, "segment", c->segment);
+        sseg_enc_string(&e, "description", c->description, strlen(c->description));
+        sseg_enc_double(&e, "distance", c->distance);
+        sseg_enc_double(&e, "margin", c->margin);
+        sseg_enc_long(&e, "model_version", c->model_version);
+        sseg_enc_long(&e, "event_ts", c->event_ts);
+        sseg_enc_long(&e, "processed_ts", c->processed_ts);
+        sseg_enc_obj_end(&e);
 }
 
 double sseg_segstage_drift(const sseg_kmeans_t *km, const float *prev, const float *cur) {
@@ -343,7 +274,7 @@ double sseg_segstage_drift(const sseg_kmeans_t *km, const float *prev, const flo
 
 void sseg_segstage_stats_encode(const sseg_kmeans_t *km, int c, const sseg_segstage_counters_t *cnt,
                                 uint32_t version, int64_t ts, int json, sseg_buf_t *out) {
-        enc_t e = {out, json, 1};
+        sseg_enc_t e = {out, json, 1};
         int k = sseg_kmeans_k(km), dim = sseg_kmeans_dim(km);
         float raw[SSEG_KMEANS_MAX_DIM], z[SSEG_KMEANS_MAX_DIM];
         sseg_kmeans_centroid_original_units(km, c, raw);
@@ -354,20 +285,14 @@ void sseg_segstage_stats_encode(const sseg_kmeans_t *km, int c, const sseg_segst
         for (int i = 0; i < k; i++)
                 total += cnt->sizes[i];
         int named = dim == SSEG_SEGVEC_DIM;
-        obj_begin(&e, NULL);
-        f_long(&e, "segment", c);
-        f_long(&e, "k", k);
-        f_long(&e, "size", cnt->sizes[c]);
-        f_double(&e, "share", total > 0 ? (double)cnt->sizes[c] / (double)total : 0.0);
-        f_double(&e, "weight", sseg_kmeans_count(km, c));
-        f_string(&e, "description", desc, strlen(desc));
-        /* Avro array: one block of dim items, then the 0 block. */
-        key(&e, "centroid");
-        if (json)
-                sseg_buf_putc(out, '[');
-        else
-                sseg_buf_avro_long(out, dim);
-        e.first = 1;
+        sseg_enc_obj_begin(&e, NULL);
+        sseg_enc_long(&e, "segment", c);
+        sseg_enc_long(&e, "k", k);
+        sseg_enc_long(&e, "size", cnt->sizes[c]);
+        sseg_enc_double(&e, "share", total > 0 ? (double)cnt->sizes[c] / (double)total : 0.0);
+        sseg_enc_double(&e, "weight", sseg_kmeans_count(km, c));
+        sseg_enc_string(&e, "description", desc, strlen(desc));
+        sseg_enc_arr_begin(&e, "centroid", (size_t)dim);
         for (int i = 0; i < dim; i++) {
                 char fname[16];
                 const char *nm = fname, *unit = "";
@@ -377,29 +302,25 @@ void sseg_segstage_stats_encode(const sseg_kmeans_t *km, int c, const sseg_segst
                 } else {
                         snprintf(fname, sizeof(fname), "f%d", i);
                 }
-                obj_begin(&e, NULL);
-                f_string(&e, "feature", nm, strlen(nm));
-                f_string(&e, "unit", unit, strlen(unit));
-                f_double(&e, "value", raw[i]);
-                f_double(&e, "z", z[i]);
-                obj_end(&e);
+                sseg_enc_obj_begin(&e, NULL);
+                sseg_enc_string(&e, "feature", nm, strlen(nm));
+                sseg_enc_string(&e, "unit", unit, strlen(unit));
+                sseg_enc_double(&e, "value", raw[i]);
+                sseg_enc_double(&e, "z", z[i]);
+                sseg_enc_obj_end(&e);
         }
-        if (json)
-                sseg_buf_putc(out, ']');
-        else
-                sseg_buf_avro_long(out, 0);
-        e.first = 0;
-        f_long(&e, "model_version", version);
+        sseg_enc_arr_end(&e);
+        sseg_enc_long(&e, "model_version", version);
         int drift = cnt->has_prev && cnt->k == (uint32_t)k && cnt->dim == (uint32_t)dim;
-        if (f_opt(&e, "drift", drift))
-                f_double(&e, NULL,
-                         sseg_segstage_drift(km, cnt->prev_centres + (size_t)c * dim, raw));
-        if (f_opt(&e, "previous_ts", drift))
-                f_long(&e, NULL, cnt->prev_ts);
-        f_double(&e, "inertia", sseg_kmeans_inertia(km));
-        f_long(&e, "users_assigned", total);
-        f_long(&e, "ts", ts);
-        obj_end(&e);
+        if (sseg_enc_opt(&e, "drift", drift))
+                sseg_enc_double(&e, NULL,
+                                sseg_segstage_drift(km, cnt->prev_centres + (size_t)c * dim, raw));
+        if (sseg_enc_opt(&e, "previous_ts", drift))
+                sseg_enc_long(&e, NULL, cnt->prev_ts);
+        sseg_enc_double(&e, "inertia", sseg_kmeans_inertia(km));
+        sseg_enc_long(&e, "users_assigned", total);
+        sseg_enc_long(&e, "ts", ts);
+        sseg_enc_obj_end(&e);
 }
 
 /* ---- the stage ------------------------------------------------------------------------------ */

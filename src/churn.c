@@ -646,6 +646,10 @@ sseg_err_t sseg_churn_fit(sseg_churn_kind_t k, const double *x, const double *t_
                 sseg_churn_fit_opts_default(&def);
                 o = &def;
         }
+        if (n == 0 && res) {
+                errf(errstr, errstr_size, "no users to fit");
+                return SSEG_ERR_MODEL;
+        }
         if (!x || !t_x || !T || !res || (k != SSEG_CHURN_BGNBD && k != SSEG_CHURN_MBGNBD)) {
                 errf(errstr, errstr_size, "missing input");
                 return SSEG_ERR_INVAL;
@@ -773,6 +777,10 @@ sseg_err_t sseg_churn_fit_gg(const double *n_orders, const double *mean, const d
         if (!o) {
                 sseg_churn_fit_opts_default(&def);
                 o = &def;
+        }
+        if (n == 0 && res) {
+                errf(errstr, errstr_size, "no users to fit");
+                return SSEG_ERR_MODEL;
         }
         if (!n_orders || !mean || !res) {
                 errf(errstr, errstr_size, "missing input");

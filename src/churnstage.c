@@ -330,7 +330,8 @@ typedef struct {
         sample_t purchase, engagement, spend;
         uint64_t scanned, bad;
         sseg_churn_model_t res;
-        int ok[3]; /* purchase, engagement, spend fitted */
+        int ok[3];      /* purchase, engagement, spend fitted */
+        int too_few[3]; /* not fitted for want of users: expected early on, not a failure */
         char why[3][256];
         char scan_err[256];
         /* handover */
@@ -454,6 +455,13 @@ static void *refit_main(void *arg) {
                         snprintf(rf->why[i], sizeof(rf->why[i]), "churn.engagement is off");
                         continue;
                 }
+                if (parts[i]->n < rf->min_users) {
+                        snprintf(rf->why[i], sizeof(rf->why[i]),
+                                 "%zu users so far, churn.fit.min.users is %llu", parts[i]->n,
+                                 (unsigned long long)rf->min_users);
+                        rf->too_few[i] = 1;
+                        continue;
+                }
                 sseg_bgnbd_fit_t fit;
                 fo.init = &dst[i]->params;
                 err = sseg_churn_fit(rf->o.kind, parts[i]->a, parts[i]->b, parts[i]->c, NULL,
@@ -472,6 +480,13 @@ static void *refit_main(void *arg) {
         }
         sseg_gg_fit_t gg;
         fo.gg_init = &rf->res.spend.params;
+        if (rf->spend.n < rf->min_users) {
+                snprintf(rf->why[2], sizeof(rf->why[2]),
+                         "%zu buyers so far, churn.fit.min.users is %llu", rf->spend.n,
+                         (unsigned long long)rf->min_users);
+                rf->too_few[2] = 1;
+                goto out;
+        }
         err = sseg_churn_fit_gg(rf->spend.a, rf->spend.b, NULL, rf->spend.n, &fo, &gg, rf->why[2],
                                 sizeof(rf->why[2]));
         if (!err && !gg.info.converged) {
@@ -600,13 +615,17 @@ static void refit_apply(stage_t *s) {
         for (int i = 0; i < 3; i++) {
                 if (rf->ok[i])
                         any = 1;
+                else if (rf->too_few[i])
+                        sseg_info("churn refit: %s model not refitted yet: %s", part_names[i],
+                                  rf->why[i]);
                 else if (!(i == 1 && !s->o.engagement))
                         sseg_warn(
                             "churn refit: %s model not refitted, previous parameters kept: %s",
                             part_names[i], rf->why[i]);
         }
         if (!any) {
-                s->refits_failed++;
+                if (!rf->too_few[0] || !rf->too_few[2])
+                        s->refits_failed++; /* too few users yet is not a failure */
                 return;
         }
         /* Parts that failed keep the parameters in use now (the thread started from a copy). */

@@ -775,7 +775,24 @@ static void test_bytes_json(void) {
         sseg_buf_free(&j);
 }
 
+/* No users at all (an empty sample, NULL arrays) is a model error that says so, for both
+ * fits: the stage logs it before the first users are committed. */
+static void test_fit_empty(void) {
+        char err[256] = "";
+        sseg_bgnbd_fit_t f;
+        CHECK_INT_EQ(
+            sseg_churn_fit(SSEG_CHURN_BGNBD, NULL, NULL, NULL, NULL, 0, NULL, &f, err, sizeof(err)),
+            SSEG_ERR_MODEL);
+        CHECK(strstr(err, "no users") != NULL);
+        sseg_gg_fit_t g;
+        err[0] = 0;
+        CHECK_INT_EQ(sseg_churn_fit_gg(NULL, NULL, NULL, 0, NULL, &g, err, sizeof(err)),
+                     SSEG_ERR_MODEL);
+        CHECK(strstr(err, "no users") != NULL);
+}
+
 int main(void) {
+        test_fit_empty();
         if (load_cdnow() == 0) {
                 cdnow_rfm();
                 test_cdnow_bgnbd();

@@ -78,6 +78,7 @@ int sseg_cmd_run(int argc, char **argv) {
                 }
         }
         sseg_log_set_level(conf->log_level);
+        sseg_log_set_format(conf->log_format);
         static volatile sig_atomic_t stop;
         sseg_cli_install_signals(&stop);
         char err[512];

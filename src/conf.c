@@ -75,6 +75,15 @@ static const prop_t props[] = {
      "Records taken from librdkafka per batched poll."},
     {"log.level", T_ENUM, "info", 0, 0, "debug|info|warn|error", OFF(log_level),
      "Least severe log level printed (stderr)."},
+    {"log.format", T_ENUM, "text", 0, 0, "text|logfmt|json", OFF(log_format),
+     "Log line format on stderr: text (human), logfmt (key=value) or json (one object per "
+     "line). librdkafka's logs go through the same writer."},
+    {"http.listen", T_STR, "127.0.0.1:8080", 0, 0, NULL, OFF(http_listen),
+     "HOST:PORT of the HTTP server (/metrics, /healthz, /readyz, /users/{id}, /segments, "
+     "dashboard at /). Port 0 picks a free port (logged); empty disables the server."},
+    {"http.auth.token", T_STR, "", 0, 0, NULL, OFF(http_auth_token),
+     "If set, every HTTP request except /healthz and /readyz needs the header "
+     "'Authorization: Bearer <token>'."},
     {"progress.interval.ms", T_INT, "10000", 0, 3600000, NULL, OFF(progress_interval_ms),
      "Interval of the progress log line (events/s, users, lag, DLQ); 0 disables it."},
     {"stats.interval.ms", T_INT, "10000", 100, 3600000, NULL, OFF(stats_interval_ms),

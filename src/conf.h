@@ -42,7 +42,10 @@ typedef struct {
         int64_t commit_max_events;
         int64_t consume_batch_size;
         /* process */
-        int log_level; /* 0 debug, 1 info, 2 warn, 3 error */
+        int log_level;         /* 0 debug, 1 info, 2 warn, 3 error */
+        int log_format;        /* sseg_log_format_t: 0 text, 1 logfmt, 2 json */
+        char *http_listen;     /* "" disables the HTTP server */
+        char *http_auth_token; /* "" : no authentication */
         int64_t progress_interval_ms;
         int64_t stats_interval_ms;
         /* segmentation (kmeans.c, segstage.c) */

@@ -111,7 +111,9 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
                 : level == 4 ? SSEG_LOG_WARN
                 : level <= 6 ? SSEG_LOG_INFO
                              : SSEG_LOG_DEBUG;
-        sseg_log(l, "kafka %s %s: %s", rd_kafka_name(rk), fac, buf);
+        char src[160];
+        snprintf(src, sizeof(src), "rdkafka %s %s", rd_kafka_name(rk), fac);
+        sseg_log_src(l, src, "%s", buf);
 }
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {

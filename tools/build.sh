@@ -10,9 +10,9 @@ mode=${1:-demo}
 shift || true
 
 build_pkgs=(cmake make gcc pkg-config librdkafka-dev libavro-dev librocksdb-dev libopenblas-dev
-  libcurl4-openssl-dev zlib1g-dev liblz4-dev)
+  libcurl4-openssl-dev zlib1g-dev liblz4-dev libmicrohttpd-dev)
 test_pkgs=(kcat python3 python3-numpy python3-scipy python3-sklearn python3-confluent-kafka
-  python3-avro)
+  python3-avro python3-yaml chromium)
 
 install_missing() {
   local missing=()

@@ -35,4 +35,16 @@ void sseg_buf_avro_long(sseg_buf_t *b, int64_t v);
 void sseg_buf_avro_double(sseg_buf_t *b, double v);
 void sseg_buf_avro_float(sseg_buf_t *b, float v);
 void sseg_buf_avro_string(sseg_buf_t *b, const char *s, size_t n);
+
+/* Fixed-width little-endian integers of stored byte forms (portable across hosts). */
+static inline void sseg_put_le64(char *p, uint64_t v) {
+        for (int i = 0; i < 8; i++)
+                p[i] = (char)(v >> (8 * i));
+}
+static inline uint64_t sseg_get_le64(const char *p) {
+        uint64_t v = 0;
+        for (int i = 0; i < 8; i++)
+                v |= (uint64_t)(unsigned char)p[i] << (8 * i);
+        return v;
+}
 #endif

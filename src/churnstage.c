@@ -530,8 +530,18 @@ typedef struct {
         size_t nfired, capfired;
         refit_t *rf;
         int64_t refit_interval_ms, next_refit_ms;
-        uint64_t alerts[3], timers_fired, timers_stale, refits_ok, refits_failed;
+        uint64_t alerts[3], timers_fired, timers_stale, refits_ok, refits_failed, refits_skipped;
+        /* alerts since start by level crossed and direction (metrics) */
+        uint64_t alerts_by[SSEG_CONF_DLIST_MAX][3];
+        /* Scored users per partition and held level (index level + 1: 0 is below the lowest),
+         * stored per partition (LEVELS_KEY) in the cycle's batch so they survive restarts. */
+        int64_t (*lvl)[SSEG_CONF_DLIST_MAX + 1];
+        uint8_t *lvl_dirty;
+        int lvl_valid; /* 0: the stored counts were made with other levels: not reported */
 } stage_t;
+
+#define LEVELS_KEY     "mchurnlvl" /* + BE32 partition -> u64 nlevels, i64 counts[nlevels + 1] */
+#define LEVELS_KEY_LEN (sizeof(LEVELS_KEY) - 1)
 
 static int collect_fired(void *opaque, int32_t part, int64_t due, const char *uid, size_t len) {
         stage_t *s = opaque;
@@ -561,7 +571,17 @@ static sseg_err_t score_entry(stage_t *s, sseg_entry_t *e, int timer, int64_t no
                 return SSEG_OK; /* no clock yet for this partition */
         sseg_user_t *u = &e->u;
         sseg_churnstage_result_t r;
+        int was_scored = !(u->churn_score == 0 && u->p_alive == 0), old = u->churn_level;
         sseg_churnstage_score_user(&s->o, &s->model, u, now, &r);
+        if (e->partition >= 0 && e->partition < PARTS_MAX &&
+            (was_scored != r.scored || old != u->churn_level)) {
+                int64_t *c = s->lvl[e->partition];
+                if (was_scored && old + 1 >= 0 && old + 1 <= s->o.nlevels)
+                        c[old + 1]--;
+                if (r.scored && u->churn_level + 1 >= 0 && u->churn_level + 1 <= s->o.nlevels)
+                        c[u->churn_level + 1]++;
+                s->lvl_dirty[e->partition] = 1;
+        }
         if (r.due_ms != u->timer_due_ts) {
                 char k[SSEG_CHURN_TIMER_KEY_MAX];
                 size_t kl;
@@ -596,6 +616,9 @@ static sseg_err_t score_entry(stage_t *s, sseg_entry_t *e, int timer, int64_t no
                 return err;
         }
         s->alerts[r.dir]++;
+        int crossed = r.dir == SSEG_CHURN_DIR_RISING ? r.level : r.level + 1;
+        if (crossed >= 0 && crossed < s->o.nlevels)
+                s->alerts_by[crossed][r.dir]++;
         return SSEG_OK;
 }
 
@@ -626,6 +649,8 @@ static void refit_apply(stage_t *s) {
         if (!any) {
                 if (!rf->too_few[0] || !rf->too_few[2])
                         s->refits_failed++; /* too few users yet is not a failure */
+                else
+                        s->refits_skipped++;
                 return;
         }
         /* Parts that failed keep the parameters in use now (the thread started from a copy). */
@@ -730,9 +755,109 @@ static sseg_err_t stage_cycle(void *opaque, sseg_pipeline_t *p, sseg_entry_t **u
                 s->next_refit_ms = now_ms + s->refit_interval_ms;
                 refit_start(s, now_ms);
         }
+        /* The level counts of the partitions touched, in the cycle's batch. */
+        for (int32_t part = 0; part < PARTS_MAX; part++) {
+                if (!s->lvl_dirty[part])
+                        continue;
+                s->lvl_dirty[part] = 0;
+                char k[LEVELS_KEY_LEN + 4], v[8 * (SSEG_CONF_DLIST_MAX + 2)];
+                memcpy(k, LEVELS_KEY, LEVELS_KEY_LEN);
+                put_be32(k + LEVELS_KEY_LEN, (uint32_t)part);
+                sseg_put_le64(v, (uint64_t)s->o.nlevels);
+                for (int l = 0; l <= s->o.nlevels; l++)
+                        sseg_put_le64(v + 8 * (l + 1), (uint64_t)s->lvl[part][l]);
+                sseg_state_batch_put(s->st, k, sizeof(k), v, 8 * ((size_t)s->o.nlevels + 2));
+        }
         if (s->nfired)
                 sseg_debug("churn: %zu timers fired, %zu users scored", s->nfired, n + n1 - n0);
         return SSEG_OK;
+}
+
+static int load_levels_cb(void *opaque, const char *k, size_t kl, const char *v, size_t vl) {
+        stage_t *s = opaque;
+        if (kl != LEVELS_KEY_LEN + 4 || vl < 8)
+                return 0;
+        uint32_t part = (uint32_t)(unsigned char)k[LEVELS_KEY_LEN] << 24 |
+                        (uint32_t)(unsigned char)k[LEVELS_KEY_LEN + 1] << 16 |
+                        (uint32_t)(unsigned char)k[LEVELS_KEY_LEN + 2] << 8 |
+                        (uint32_t)(unsigned char)k[LEVELS_KEY_LEN + 3];
+        uint64_t nl = sseg_get_le64(v);
+        if (part >= PARTS_MAX || nl != (uint64_t)s->o.nlevels || vl != 8 * (nl + 2)) {
+                s->lvl_valid = 0;
+                return 0;
+        }
+        for (uint64_t l = 0; l <= nl; l++)
+                s->lvl[part][l] = (int64_t)sseg_get_le64(v + 8 * (l + 1));
+        return 0;
+}
+
+/* Metrics and the dashboard's churn figures. */
+static void stage_report(void *opaque, sseg_buf_t *prom, sseg_buf_t *json) {
+        stage_t *s = opaque;
+        int64_t tot[SSEG_CONF_DLIST_MAX + 1] = {0};
+        for (int32_t part = 0; part < PARTS_MAX; part++)
+                if (sseg_pipeline_assigned(s->p, part))
+                        for (int l = 0; l <= s->o.nlevels; l++)
+                                tot[l] += s->lvl[part][l];
+        sseg_buf_printf(json, "{\"model_version\":%u,\"model\":\"%s\",\"levels\":[",
+                        s->model.version, sseg_churn_kind2str(s->o.kind));
+        for (int l = 0; l < s->o.nlevels; l++)
+                sseg_buf_printf(json, "%s%g", l ? "," : "", s->o.levels[l]);
+        sseg_buf_printf(json, "],\"users_by_level\":");
+        if (s->lvl_valid) {
+                sseg_buf_putc(json, '[');
+                for (int l = 0; l <= s->o.nlevels; l++) {
+                        char name[32];
+                        if (l == 0)
+                                snprintf(name, sizeof(name), "none");
+                        else
+                                snprintf(name, sizeof(name), "%g", s->o.levels[l - 1]);
+                        sseg_buf_printf(prom, "streamseg_churn_users{level=\"%s\"} %lld\n", name,
+                                        (long long)tot[l]);
+                        sseg_buf_printf(json, "%s%lld", l ? "," : "", (long long)tot[l]);
+                }
+                sseg_buf_putc(json, ']');
+        } else {
+                sseg_buf_printf(json, "null");
+        }
+        sseg_buf_printf(json, ",\"alerts\":{\"RISING\":[");
+        for (int d = SSEG_CHURN_DIR_RISING; d <= SSEG_CHURN_DIR_RECOVERED; d++) {
+                if (d == SSEG_CHURN_DIR_RECOVERED)
+                        sseg_buf_printf(json, "],\"RECOVERED\":[");
+                for (int l = 0; l < s->o.nlevels; l++) {
+                        sseg_buf_printf(
+                            prom,
+                            "streamseg_churn_alerts_total{level=\"%g\",direction=\"%s\"} "
+                            "%llu\n",
+                            s->o.levels[l], dir_syms[d], (unsigned long long)s->alerts_by[l][d]);
+                        sseg_buf_printf(json, "%s%llu", l ? "," : "",
+                                        (unsigned long long)s->alerts_by[l][d]);
+                }
+        }
+        const sseg_bgnbd_params_t *bp = &s->model.purchase.params;
+        sseg_buf_printf(json,
+                        "]},\"timers_fired\":%llu,\"refits\":{\"ok\":%llu,\"failed\":%llu,"
+                        "\"skipped\":%llu},\"purchase\":{\"r\":",
+                        (unsigned long long)s->timers_fired, (unsigned long long)s->refits_ok,
+                        (unsigned long long)s->refits_failed,
+                        (unsigned long long)s->refits_skipped);
+        sseg_buf_json_double(json, bp->r);
+        sseg_buf_printf(json, ",\"alpha\":");
+        sseg_buf_json_double(json, bp->alpha);
+        sseg_buf_printf(json, ",\"a\":");
+        sseg_buf_json_double(json, bp->a);
+        sseg_buf_printf(json, ",\"b\":");
+        sseg_buf_json_double(json, bp->b);
+        sseg_buf_printf(json, "}}");
+        sseg_buf_printf(prom, "streamseg_churn_timers_fired_total %llu\n",
+                        (unsigned long long)s->timers_fired);
+        sseg_buf_printf(prom, "streamseg_churn_model_version %u\n", s->model.version);
+        sseg_buf_printf(prom,
+                        "streamseg_churn_fits_total{result=\"ok\"} %llu\n"
+                        "streamseg_churn_fits_total{result=\"failed\"} %llu\n"
+                        "streamseg_churn_fits_total{result=\"skipped\"} %llu\n",
+                        (unsigned long long)s->refits_ok, (unsigned long long)s->refits_failed,
+                        (unsigned long long)s->refits_skipped);
 }
 
 static void stage_destroy(void *opaque) {
@@ -754,6 +879,8 @@ static void stage_destroy(void *opaque) {
                   (unsigned long long)s->refits_failed);
         sseg_buf_free(&s->buf);
         free(s->fired);
+        free(s->lvl);
+        free(s->lvl_dirty);
         free(s);
 }
 
@@ -833,6 +960,22 @@ sseg_err_t sseg_churnstage_add(sseg_pipeline_t *p, char *errstr, size_t errstr_s
                 s->model.version = ver;
                 stored = 0;
         }
+        s->lvl = calloc(PARTS_MAX, sizeof(*s->lvl));
+        s->lvl_dirty = calloc(PARTS_MAX, 1);
+        if (!s->lvl || !s->lvl_dirty) {
+                stage_destroy(s);
+                errf(errstr, errstr_size, "out of memory");
+                return SSEG_ERR_NOMEM;
+        }
+        s->lvl_valid = 1;
+        if ((err = sseg_state_scan(s->st, LEVELS_KEY, LEVELS_KEY_LEN, load_levels_cb, s, errstr,
+                                   errstr_size))) {
+                stage_destroy(s);
+                return err;
+        }
+        if (!s->lvl_valid)
+                sseg_info("churn: the stored per-level user counts were made with other "
+                          "churn.levels; streamseg_churn_users is not reported");
         s->refit_interval_ms = conf->churn_refit_interval_ms;
         int64_t last_fit = s->model.purchase.info.fit_ts_ms;
         if (s->model.spend.info.fit_ts_ms > last_fit)
@@ -848,8 +991,11 @@ sseg_err_t sseg_churnstage_add(sseg_pipeline_t *p, char *errstr, size_t errstr_s
         sseg_info("churn: %s model v%u (%s), %s clock, levels %d, refit every %lld ms",
                   sseg_churn_kind2str(s->o.kind), s->model.version, stored ? "stored" : "prior",
                   s->clock_event ? "event" : "wall", s->o.nlevels, (long long)s->refit_interval_ms);
-        sseg_stage_t st = {
-            .name = "churn", .opaque = s, .cycle = stage_cycle, .destroy = stage_destroy};
+        sseg_stage_t st = {.name = "churn",
+                           .opaque = s,
+                           .cycle = stage_cycle,
+                           .destroy = stage_destroy,
+                           .report = stage_report};
         if ((err = sseg_pipeline_add_stage(p, &st))) {
                 errf(errstr, errstr_size, "churn: too many model stages");
                 return err;

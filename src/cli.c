@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "httpd.h"
 #include "log.h"
 #include "pipeline.h"
 
@@ -89,10 +90,18 @@ int sseg_cmd_run(int argc, char **argv) {
                 sseg_conf_destroy(conf);
                 return e == SSEG_ERR_INVAL || e == SSEG_ERR_UNKNOWN_KEY ? 2 : 1;
         }
+        sseg_httpd_t *http = sseg_httpd_start(p, conf, err, sizeof(err));
+        if (!http && *err) {
+                fprintf(stderr, "streamseg: %s\n", err);
+                sseg_pipeline_destroy(p);
+                sseg_conf_destroy(conf);
+                return 2;
+        }
         sseg_info("streamseg %s: consuming %s from %s as group %s, state in %s", SSEG_VERSION_STR,
                   conf->input_topic, sseg_conf_kafka_get(conf, "bootstrap.servers"),
                   sseg_conf_kafka_get(conf, "group.id"), conf->state_dir);
         e = sseg_pipeline_run(p, &stop, err, sizeof(err));
+        sseg_httpd_stop(http);
         sseg_pipeline_destroy(p);
         sseg_conf_destroy(conf);
         if (e) {

@@ -84,6 +84,12 @@ static const prop_t props[] = {
     {"http.auth.token", T_STR, "", 0, 0, NULL, OFF(http_auth_token),
      "If set, every HTTP request except /healthz and /readyz needs the header "
      "'Authorization: Bearer <token>'."},
+    {"http.ready.max.lag", T_INT, "10000", 0, INT64_MAX, NULL, OFF(http_ready_max_lag),
+     "/readyz answers 200 once partitions are assigned and their total lag (records) is at "
+     "most this."},
+    {"metrics.interval.ms", T_INT, "1000", 100, 60000, NULL, OFF(metrics_interval_ms),
+     "How often the processing thread refreshes the figures served by /metrics, /api/stats, "
+     "/segments and /readyz."},
     {"progress.interval.ms", T_INT, "10000", 0, 3600000, NULL, OFF(progress_interval_ms),
      "Interval of the progress log line (events/s, users, lag, DLQ); 0 disables it."},
     {"stats.interval.ms", T_INT, "10000", 100, 3600000, NULL, OFF(stats_interval_ms),

@@ -46,6 +46,8 @@ typedef struct {
         int log_format;        /* sseg_log_format_t: 0 text, 1 logfmt, 2 json */
         char *http_listen;     /* "" disables the HTTP server */
         char *http_auth_token; /* "" : no authentication */
+        int64_t http_ready_max_lag;
+        int64_t metrics_interval_ms;
         int64_t progress_interval_ms;
         int64_t stats_interval_ms;
         /* segmentation (kmeans.c, segstage.c) */

@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "cli.h"
 #include "gen.h"
+#include "httpd.h"
 #include "log.h"
 #include "mockcluster.h"
 #include "pipeline.h"
@@ -125,11 +126,16 @@ static void on_progress(void *opaque, const sseg_pipeline_stats_t *s) {
 }
 
 static void usage(FILE *fp) {
-        fprintf(fp, "Usage: streamseg demo [--users N] [--events N] [--bad-share F] [--seed S]\n"
-                    "                      [--partitions P] [-X key=value]...\n"
-                    "Runs an embedded Kafka-protocol cluster, a generator of shop events and "
-                    "the\nprocessor in one process (defaults: 20000 users, 600000 events, 0.5%% "
-                    "bad records),\nthen prints a summary. No Kafka installation needed.\n");
+        fprintf(
+            fp,
+            "Usage: streamseg demo [--users N] [--events N] [--bad-share F] [--seed S]\n"
+            "                      [--partitions P] [--stay] [-X key=value]...\n"
+            "Runs an embedded Kafka-protocol cluster, a generator of shop events and "
+            "the\nprocessor in one process (defaults: 20000 users, 600000 events, 0.5%% "
+            "bad records),\nthen prints a summary. No Kafka installation needed. The dashboard and "
+            "/metrics are\nserved on http.listen (127.0.0.1:8080, or a free port when "
+            "taken) while it runs;\n--stay keeps them up after the summary until "
+            "Ctrl-C.\n");
 }
 
 int sseg_cmd_demo(int argc, char **argv) {
@@ -138,7 +144,7 @@ int sseg_cmd_demo(int argc, char **argv) {
                       .events = 600000,
                       .bad_share = 0.005,
                       .seed = 1};
-        int partitions = 4;
+        int partitions = 4, stay = 0;
         sseg_conf_t *conf = sseg_conf_new();
         int i = 1;
         while (i < argc) {
@@ -162,6 +168,10 @@ int sseg_cmd_demo(int argc, char **argv) {
                         g.seed = strtoull(v, NULL, 10);
                 } else if (v && !strcmp(a, "--partitions")) {
                         partitions = atoi(v);
+                } else if (!strcmp(a, "--stay")) {
+                        stay = 1;
+                        i++;
+                        continue;
                 } else {
                         fprintf(stderr, "streamseg demo: unknown argument '%s'\n", a);
                         usage(stderr);
@@ -227,6 +237,18 @@ int sseg_cmd_demo(int argc, char **argv) {
         pthread_t th;
         g.pipeline = p;
         pthread_create(&th, NULL, gen_thread, &g);
+        /* The dashboard on the configured port, or on any free one when that is taken. */
+        sseg_httpd_t *http = sseg_httpd_start(p, conf, err, sizeof(err));
+        if (!http && *err) {
+                sseg_conf_set(conf, "http.listen", "127.0.0.1:0", err, sizeof(err));
+                http = sseg_httpd_start(p, conf, err, sizeof(err));
+        }
+        if (http)
+                printf("streamseg demo: dashboard http://127.0.0.1:%d/ , metrics "
+                       "http://127.0.0.1:%d/metrics%s\n",
+                       sseg_httpd_port(http), sseg_httpd_port(http),
+                       stay ? "" : " (while the demo runs; --stay keeps them up)");
+        fflush(stdout);
         progctx_t pc = {.g = &g, .stop = &stop, .t0 = mono_s(), .tty = isatty(2)};
         sseg_pipeline_set_progress_cb(p, on_progress, &pc);
         e = sseg_pipeline_run(p, &stop, err, sizeof(err));
@@ -239,6 +261,7 @@ int sseg_cmd_demo(int argc, char **argv) {
         sseg_pipeline_get_stats(p, &s);
         if (e || g.failed) {
                 fprintf(stderr, "streamseg demo: %s\n", e ? err : g.err);
+                sseg_httpd_stop(http);
                 sseg_pipeline_destroy(p);
                 return 1;
         }
@@ -259,6 +282,15 @@ int sseg_cmd_demo(int argc, char **argv) {
                 if (sseg_pipeline_output_topic(p, o))
                         printf("  model output    %llu records on %s\n",
                                (unsigned long long)s.out[o], sseg_pipeline_output_topic(p, o));
+        if (http && stay) {
+                printf("\nThe dashboard stays up at http://127.0.0.1:%d/ until Ctrl-C.\n",
+                       sseg_httpd_port(http));
+                fflush(stdout);
+                stop = 0;
+                while (!stop)
+                        usleep(200000);
+        }
+        sseg_httpd_stop(http);
         sseg_pipeline_destroy(p);
         printf("\nLook next:\n"
                "  streamseg inspect -X state.dir=%s --offsets\n"

@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "conf.h"
 #include "gen.h"
+#include "metrics.h"
 #include "mockcluster.h"
 #include "replay.h"
 #include "streamseg/streamseg.h"
@@ -28,6 +29,7 @@ static void usage(FILE *fp) {
                 "  inspect -X state.dir=DIR [--user ID | --offsets | --dump [--raw]]\n"
                 "                                    print a state directory as JSON (read-only)\n"
                 "  config-doc                        print CONFIGURATION.md\n"
+                "  metrics-doc                       print METRICS.md\n"
                 "  --version, --help\n\n"
                 "`streamseg <command> --help` describes a command.\n\n",
                 sseg_version());
@@ -50,6 +52,10 @@ int main(int argc, char **argv) {
         }
         if (!strcmp(cmd, "config-doc")) {
                 sseg_conf_print_markdown(stdout);
+                return 0;
+        }
+        if (!strcmp(cmd, "metrics-doc")) {
+                sseg_metrics_doc(stdout);
                 return 0;
         }
         if (!strcmp(cmd, "run"))

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,7 +76,14 @@ struct sseg_pipeline_s {
         void *progress_opaque;
         double progress_last;
         uint64_t progress_last_count;
+        sseg_report_cb *report_cb;
+        void *report_opaque;
+        double report_interval, report_last;
+        sseg_buf_t kstats[2]; /* latest librdkafka statistics: consumer, producer */
 };
+
+const double sseg_cycle_buckets[SSEG_CYCLE_BUCKETS] = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, INFINITY};
 
 static double mono_ms(void) {
         struct timespec ts;
@@ -137,6 +145,14 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         p->dr_failures++;
         snprintf(p->dr_last_err, sizeof(p->dr_last_err), "%s [%d]: %s", rd_kafka_topic_name(m->rkt),
                  m->partition, rd_kafka_err2str(m->err));
+}
+
+static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
+        sseg_pipeline_t *p = opaque;
+        sseg_buf_t *b = &p->kstats[rd_kafka_type(rk) == RD_KAFKA_PRODUCER];
+        b->len = 0;
+        sseg_buf_append(b, json, len);
+        return 0; /* librdkafka frees json */
 }
 
 /* --- commit cycle --------------------------------------------------------------------- */
@@ -327,6 +343,12 @@ static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
         }
         p->stats.cycles++;
         p->stats.last_cycle_ms = mono_ms() - t0;
+        double secs = p->stats.last_cycle_ms / 1e3;
+        int bkt = 0;
+        while (bkt < SSEG_CYCLE_BUCKETS - 1 && secs > sseg_cycle_buckets[bkt])
+                bkt++;
+        p->stats.cycle_hist[bkt]++;
+        p->stats.cycle_seconds_sum += secs;
         sseg_debug("cycle: %zu users, %d partitions committed in %.1f ms (stages %.1f, profiles "
                    "%.1f, delivery %.1f, WriteBatch %.1f)",
                    ndirty, n, p->stats.last_cycle_ms, t_stages - t0, t_emit - t_stages,
@@ -586,10 +608,16 @@ static rd_kafka_conf_t *kafka_conf(sseg_pipeline_t *p, int consumer, char *errst
                                 : sizeof(prod_defaults) / sizeof(prod_defaults[0]);
         rd_kafka_conf_set_log_cb(kc, log_cb);
         rd_kafka_conf_set_error_cb(kc, error_cb);
+        rd_kafka_conf_set_stats_cb(kc, stats_cb);
         rd_kafka_conf_set_opaque(kc, p);
         for (size_t i = 0; i < ndefs; i++)
                 if (kset(kc, defs[i][0], defs[i][1], errstr, errstr_size))
                         goto fail;
+        /* librdkafka's statistics feed /metrics; the user's kafka.statistics.interval.ms
+         * below wins. */
+        if (*p->conf->http_listen &&
+            kset(kc, "statistics.interval.ms", "5000", errstr, errstr_size))
+                goto fail;
         for (int i = 0; i < p->conf->kafka_cnt; i++) {
                 const char *k = p->conf->kafka_keys[i];
                 /* group.id etc. are consumer properties; librdkafka would warn on the
@@ -690,6 +718,8 @@ static sseg_pipeline_t *pipeline_new(const sseg_conf_t *conf, int offline, sseg_
         p->offline = offline;
         p->cycle_start = mono_ms();
         sseg_buf_init(&p->out);
+        sseg_buf_init(&p->kstats[0]);
+        sseg_buf_init(&p->kstats[1]);
         p->parts = calloc(MAX_PARTITIONS, sizeof(*p->parts));
         p->msgs = calloc((size_t)conf->consume_batch_size, sizeof(*p->msgs));
         if (!p->parts || !p->msgs) {
@@ -848,6 +878,11 @@ sseg_err_t sseg_pipeline_run(sseg_pipeline_t *p, volatile sig_atomic_t *stop, ch
                     sseg_state_over_budget(p->st))
                         commit_cycle(p);
                 progress(p, now);
+                if (p->report_cb && now - p->report_last >= p->report_interval) {
+                        p->report_last = now;
+                        update_lag(p);
+                        p->report_cb(p->report_opaque, p);
+                }
         }
         if (!p->fatal && !p->aborted) {
                 sseg_info("stopping: committing the last cycle");
@@ -870,6 +905,8 @@ sseg_err_t sseg_pipeline_run(sseg_pipeline_t *p, volatile sig_atomic_t *stop, ch
         /* Leaves the group; the revoke callback commits again (a no-op now). */
         rd_kafka_consumer_close(p->consumer);
         p->closed = 1;
+        if (p->report_cb)
+                p->report_cb(p->report_opaque, p);
         sseg_info("stopped: processed %llu, dead-lettered %llu, %llu profiles out, %llu cycles",
                   (unsigned long long)p->stats.processed, (unsigned long long)p->stats.dead,
                   (unsigned long long)p->stats.profiles_out, (unsigned long long)p->stats.cycles);
@@ -941,6 +978,61 @@ void sseg_pipeline_get_stats(const sseg_pipeline_t *p, sseg_pipeline_stats_t *s)
         *s = p->stats;
 }
 
+void sseg_pipeline_set_report_cb(sseg_pipeline_t *p, sseg_report_cb *cb, void *opaque,
+                                 int64_t interval_ms) {
+        p->report_cb = cb;
+        p->report_opaque = opaque;
+        p->report_interval = (double)interval_ms;
+}
+
+int sseg_pipeline_partitions(sseg_pipeline_t *p, sseg_partition_info_t *out, int max) {
+        int n = 0;
+        for (int i = 0; i < MAX_PARTITIONS; i++) {
+                if (!p->parts[i].assigned)
+                        continue;
+                if (n < max) {
+                        sseg_partition_info_t *o = &out[n];
+                        int64_t lo, hi = -1;
+                        if (p->offline ||
+                            rd_kafka_get_watermark_offsets(p->consumer, p->conf->input_topic, i,
+                                                           &lo, &hi) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                                hi = -1;
+                        o->partition = i;
+                        o->next_offset = p->parts[i].meta.next_offset;
+                        o->high_watermark = hi;
+                        o->watermark_ms = p->parts[i].meta.watermark_ms;
+                }
+                n++;
+        }
+        return n;
+}
+
+void sseg_pipeline_stage_reports(sseg_pipeline_t *p, sseg_buf_t *prom, sseg_buf_t *json) {
+        int first = 1;
+        for (int k = 0; k < p->nstages; k++) {
+                if (!p->stages[k].report)
+                        continue;
+                size_t mark = json->len;
+                sseg_buf_printf(json, "%s\"%s\":", first ? "" : ",", p->stages[k].name);
+                size_t before = json->len;
+                p->stages[k].report(p->stages[k].opaque, prom, json);
+                if (json->len == before)
+                        json->len = mark; /* nothing to say */
+                else
+                        first = 0;
+        }
+}
+
+const char *sseg_pipeline_kafka_stats(const sseg_pipeline_t *p, int producer, size_t *len) {
+        const sseg_buf_t *b = &p->kstats[producer ? 1 : 0];
+        *len = b->len;
+        return b->len ? b->p : NULL;
+}
+
+int sseg_pipeline_failed(const sseg_pipeline_t *p) {
+        return p->fatal != SSEG_OK;
+}
+
 void sseg_pipeline_destroy(sseg_pipeline_t *p) {
         if (!p)
                 return;
@@ -968,6 +1060,8 @@ void sseg_pipeline_destroy(sseg_pipeline_t *p) {
         sseg_state_close(p->st);
         sseg_decoder_destroy(p->dec);
         sseg_buf_free(&p->out);
+        sseg_buf_free(&p->kstats[0]);
+        sseg_buf_free(&p->kstats[1]);
         free(p->msgs);
         free(p->parts);
         free(p);

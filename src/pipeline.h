@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "conf.h"
 #include "decode.h"
 #include "state.h"
@@ -19,6 +20,9 @@ typedef struct sseg_pipeline_s sseg_pipeline_t;
 
 /* Output streams: the two built in, and those a stage registers. */
 enum { SSEG_OUTPUT_PROFILES = 0, SSEG_OUTPUT_DLQ = 1, SSEG_OUTPUT_MAX = 8 };
+
+#define SSEG_CYCLE_BUCKETS 14
+extern const double sseg_cycle_buckets[SSEG_CYCLE_BUCKETS];
 
 typedef struct {
         uint64_t records_in; /* input records taken from Kafka (incl. skipped replays) */
@@ -33,7 +37,11 @@ typedef struct {
         int64_t lag;          /* sum over assigned partitions of high watermark - next offset */
         int assigned;         /* partitions currently assigned */
         double last_cycle_ms; /* duration of the last commit cycle */
-        double rate;          /* processed + dead per second over the last progress interval */
+        /* commit-cycle durations: counts per bucket of sseg_cycle_buckets (upper bounds in
+         * seconds; the last bucket is +Inf) and their sum */
+        uint64_t cycle_hist[SSEG_CYCLE_BUCKETS];
+        double cycle_seconds_sum;
+        double rate; /* processed + dead per second over the last progress interval */
 } sseg_pipeline_stats_t;
 
 /* Progress callback, called from the processing thread every progress.interval.ms. */
@@ -82,6 +90,10 @@ typedef struct {
         void (*revoked)(void *opaque, int32_t partition);
         /* Frees the stage in sseg_pipeline_destroy(). Optional. */
         void (*destroy)(void *opaque);
+        /* Reports the stage's figures (processing thread, between cycles): Prometheus sample
+         * lines of families declared in metrics.c to prom, and one JSON value (an object) to
+         * json, served under the stage's name by the HTTP server. Optional. */
+        void (*report)(void *opaque, sseg_buf_t *prom, sseg_buf_t *json);
 } sseg_stage_t;
 
 #define SSEG_PIPELINE_MAX_STAGES 8
@@ -110,6 +122,35 @@ int64_t sseg_pipeline_watermark(const sseg_pipeline_t *p, int32_t partition);
 
 /* 1 if the partition is currently assigned to this instance. */
 int sseg_pipeline_assigned(const sseg_pipeline_t *p, int32_t partition);
+
+/* ---- reporting (metrics.c, httpd.c) ------------------------------------------------------
+ * Called on the processing thread only, from a report callback or between runs. */
+
+/* Called every interval_ms (and once when the run ends) on the processing thread. */
+typedef void(sseg_report_cb)(void *opaque, sseg_pipeline_t *p);
+void sseg_pipeline_set_report_cb(sseg_pipeline_t *p, sseg_report_cb *cb, void *opaque,
+                                 int64_t interval_ms);
+
+typedef struct {
+        int32_t partition;
+        int64_t next_offset;    /* the next input offset to process */
+        int64_t high_watermark; /* the broker's, as last seen; -1 unknown */
+        int64_t watermark_ms;   /* event-time watermark */
+} sseg_partition_info_t;
+
+/* The assigned partitions in ascending order (at most max); returns how many are assigned. */
+int sseg_pipeline_partitions(sseg_pipeline_t *p, sseg_partition_info_t *out, int max);
+
+/* Appends every stage's report: prom gets the sample lines, json the members
+ * "<stage name>":<value> separated by commas (no braces). */
+void sseg_pipeline_stage_reports(sseg_pipeline_t *p, sseg_buf_t *prom, sseg_buf_t *json);
+
+/* librdkafka's latest statistics JSON of the consumer (producer = 0) or producer (1), NULL
+ * when none arrived yet (statistics.interval.ms; 5000 by default when the HTTP server runs). */
+const char *sseg_pipeline_kafka_stats(const sseg_pipeline_t *p, int producer, size_t *len);
+
+/* 1 after a fatal error ended (or is ending) the run. */
+int sseg_pipeline_failed(const sseg_pipeline_t *p);
 
 /* ---- offline use (benchmarks) -------------------------------------------------------------
  * A pipeline without Kafka clients runs the same per-record and per-cycle code (decode,

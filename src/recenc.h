@@ -2,7 +2,8 @@
  * recenc: one writer for output records in two formats. A record is written once, as a list
  * of fields, and comes out as Avro binary (the field order of its schema) or as a JSON object
  * (the field names), so the two encodings cannot drift. Used by profile.c, churnstage.c and
- * segstage.c. Does not own the schemas (the .avsc files in schemas/) or the choice of format (conf).
+ * segstage.c. Does not own the schemas (the .avsc files in schemas/) or the choice of format
+ * (conf).
  *
  * Header-only: these are on the per-user output path and are meant to be inlined.
  */

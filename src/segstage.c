@@ -25,8 +25,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "profile.h"
 #include "recenc.h"
 #include "segvec.h"
@@ -717,6 +719,8 @@ static sseg_err_t load(sseg_state_t *st, const sseg_kmeans_opts_t *o, sseg_kmean
         return SSEG_OK;
 }
 
+static void stage_report(void *opaque, sseg_buf_t *prom, sseg_buf_t *json);
+
 sseg_err_t sseg_segstage_add(sseg_pipeline_t *p, char *errstr, size_t errstr_size) {
         const sseg_conf_t *conf = sseg_pipeline_conf(p);
         if (conf->segments_k == 0)
@@ -766,13 +770,53 @@ sseg_err_t sseg_segstage_add(sseg_pipeline_t *p, char *errstr, size_t errstr_siz
                   sseg_kmeans_initialized(s->km) ? "initialised" : "not initialised",
                   (unsigned long long)sseg_kmeans_seen(s->km), (long long)assigned, o.halflife,
                   o.hysteresis, (long long)conf->stats_interval_ms);
-        sseg_stage_t st = {
-            .name = "segments", .opaque = s, .cycle = stage_cycle, .destroy = stage_destroy};
+        sseg_stage_t st = {.name = "segments",
+                           .opaque = s,
+                           .cycle = stage_cycle,
+                           .destroy = stage_destroy,
+                           .report = stage_report};
         if ((err = sseg_pipeline_add_stage(p, &st))) {
                 errf(errstr, errstr_size, "segments: too many model stages");
                 return err;
         }
         return SSEG_OK;
+}
+
+/* Metrics and the /segments JSON: the model as the statistics records describe it, with the
+ * drift measured against the last published record. */
+static void stage_report(void *opaque, sseg_buf_t *prom, sseg_buf_t *json) {
+        stage_t *s = opaque;
+        int init = sseg_kmeans_initialized(s->km);
+        int k = s->o.k;
+        uint32_t version = published_version(s);
+        int64_t assigned = 0;
+        for (int c = 0; c < k; c++)
+                assigned += s->cnt->sizes[c];
+        sseg_buf_printf(prom, "streamseg_segment_model_version %u\n", init ? version : 0);
+        sseg_buf_printf(prom, "streamseg_segment_changes_total %llu\n",
+                        (unsigned long long)s->changes);
+        sseg_buf_printf(prom, "streamseg_segment_stats_records_total %llu\n",
+                        (unsigned long long)s->stats_records);
+        sseg_buf_printf(json,
+                        "{\"k\":%d,\"initialised\":%s,\"model_version\":%u,\"users_assigned\":%lld,"
+                        "\"users_observed\":%llu,\"changes\":%llu,\"segments\":[",
+                        k, init ? "true" : "false", init ? version : 0, (long long)assigned,
+                        (unsigned long long)sseg_kmeans_seen(s->km),
+                        (unsigned long long)s->changes);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        for (int c = 0; init && c < k; c++) {
+                char desc[DESC_MAX];
+                sseg_kmeans_describe(s->km, c, desc, sizeof(desc));
+                sseg_buf_printf(prom, "streamseg_segment_users{segment=\"%d\",description=\"", c);
+                sseg_metrics_label(prom, desc);
+                sseg_buf_printf(prom, "\"} %lld\n", (long long)s->cnt->sizes[c]);
+                if (c)
+                        sseg_buf_putc(json, ',');
+                sseg_segstage_stats_encode(s->km, c, s->cnt, version, now_ms, 1, json);
+        }
+        sseg_buf_printf(json, "]}");
 }
 
 /* ---- inspect ------------------------------------------------------------------------------- */

@@ -583,6 +583,12 @@ sseg_err_t sseg_state_read(sseg_state_t *st, const void *k, size_t kl, char **va
         sseg_err_t err = sseg_state_flush(st, errstr, errstr_size);
         if (err)
                 return err;
+        return sseg_state_read_committed(st, k, kl, val, vl, errstr, errstr_size);
+}
+
+sseg_err_t sseg_state_read_committed(sseg_state_t *st, const void *k, size_t kl, char **val,
+                                     size_t *vl, char *errstr, size_t errstr_size) {
+        /* rocksdb_get on the shared handle and read options is thread-safe. */
         char *rerr = NULL;
         char *v = rocksdb_get(st->db, st->ropts, k, kl, vl, &rerr);
         if (rerr)

@@ -95,6 +95,12 @@ void sseg_state_drop_partition(sseg_state_t *st, int32_t partition);
 sseg_err_t sseg_state_read(sseg_state_t *st, const void *k, size_t kl, char **val, size_t *vl,
                            char *errstr, size_t errstr_size);
 
+/* The same point read of committed data, safe from any thread while the processing thread
+ * works (no flush, no cache): it sees the WriteBatches written so far, so at most one commit
+ * cycle behind. For the HTTP server's /users/{id}. */
+sseg_err_t sseg_state_read_committed(sseg_state_t *st, const void *k, size_t kl, char **val,
+                                     size_t *vl, char *errstr, size_t errstr_size);
+
 /* Decodes a stored user value into *u; SSEG_ERR_STATE_VERSION for another layout. */
 sseg_err_t sseg_state_unpack_user(const char *val, size_t vl, sseg_user_t *u);
 

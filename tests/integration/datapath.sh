@@ -7,7 +7,7 @@ run_streamseg() {
   shift 2
   "$STREAMSEG" run -X "kafka.bootstrap.servers=$BOOTSTRAP" -X "kafka.group.id=$name" \
     -X "state.dir=$state" -X output.format=json -X commit.interval.ms=200 \
-    -X progress.interval.ms=1000 "$@" 2>>"$SSEG_TMP/$name.log" &
+    -X progress.interval.ms=1000 -X http.listen=127.0.0.1:0 "$@" 2>>"$SSEG_TMP/$name.log" &
   RUN_PID=$!
   sseg_track_pid "$RUN_PID"
 }

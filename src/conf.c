@@ -82,8 +82,8 @@ static const prop_t props[] = {
      "HOST:PORT of the HTTP server (/metrics, /healthz, /readyz, /users/{id}, /segments, "
      "dashboard at /). Port 0 picks a free port (logged); empty disables the server."},
     {"http.auth.token", T_STR, "", 0, 0, NULL, OFF(http_auth_token),
-     "If set, every HTTP request except /healthz and /readyz needs the header "
-     "'Authorization: Bearer <token>'."},
+     "If set, every HTTP request except /healthz, /readyz and the dashboard page needs the "
+     "header 'Authorization: Bearer <token>' (open the dashboard as /?token=TOKEN)."},
     {"http.ready.max.lag", T_INT, "10000", 0, INT64_MAX, NULL, OFF(http_ready_max_lag),
      "/readyz answers 200 once partitions are assigned and their total lag (records) is at "
      "most this."},

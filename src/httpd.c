@@ -260,18 +260,21 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **req) {
         sseg_httpd_t *h = cls;
-        static int marker;
-        if (!*req) {
-                *req = &marker; /* headers seen; a body, if any, comes next */
+        /* Everything is answered on the first call (headers read): a body is never read. */
+        if (*req) {
+                *upload_size = 0;
                 return MHD_YES;
         }
-        if (*upload_size) {
-                *upload_size = 0; /* discard; refused below */
-                return reply_text(c, MHD_HTTP_CONTENT_TOO_LARGE,
-                                  "request bodies are not accepted\n");
-        }
+        static int marker;
+        *req = &marker;
         if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
                 return reply_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        const char *cl =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if ((cl && strcmp(cl, "0")) ||
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+                return reply_text(c, MHD_HTTP_CONTENT_TOO_LARGE,
+                                  "request bodies are not accepted\n");
         if (!strcmp(url, "/healthz") || !strcmp(url, "/readyz")) {
                 pthread_mutex_lock(&h->lock);
                 int failed = h->cur.failed, ready = h->cur.ready, np = h->cur.nparts;
@@ -286,6 +289,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                                   : np == 0 ? "not ready: no partition assigned\n"
                                             : "not ready: catching up\n");
         }
+        /* The page itself holds no data (it fetches the API with the token from ?token=). */
+        if (!strcmp(url, "/") || !strcmp(url, "/index.html"))
+                return reply(c, MHD_HTTP_OK, "text/html; charset=utf-8", sseg_dashboard_html,
+                             strlen(sseg_dashboard_html));
         if (*h->conf->http_auth_token) {
                 const char *a =
                     MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
@@ -302,9 +309,6 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                 return snap_reply(h, c, 3);
         if (!strncmp(url, "/users/", 7))
                 return user_reply(h, c, url + 7);
-        if (!strcmp(url, "/") || !strcmp(url, "/index.html"))
-                return reply(c, MHD_HTTP_OK, "text/html; charset=utf-8", sseg_dashboard_html,
-                             strlen(sseg_dashboard_html));
         return reply_text(c, MHD_HTTP_NOT_FOUND, "not found\n");
 }
 

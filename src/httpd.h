@@ -16,7 +16,8 @@
  * snapshot and (for /users) RocksDB's thread-safe point reads. Only GET and HEAD; a request
  * with a body is refused (413); headers are bounded by the connection memory limit.
  * http.auth.token, when set, is required as "Authorization: Bearer <token>" on everything but
- * /healthz and /readyz.
+ * /healthz, /readyz and the dashboard page (which holds no data: opened as /?token=TOKEN it
+ * sends the token with its API requests).
  */
 #ifndef SSEG_HTTPD_H
 #define SSEG_HTTPD_H

@@ -317,7 +317,7 @@ typedef struct {
 
 typedef struct {
         /* set by the processing thread before the start, read-only afterwards */
-        const char *dir; /* state.dir: the thread opens its own read-only handle */
+        sseg_state_t *st; /* scanned with sseg_state_scan_committed() only */
         sseg_churnstage_opts_t o;
         sseg_churn_model_t base; /* the model in use: warm starts */
         int clock_event;
@@ -428,18 +428,11 @@ static void *refit_main(void *arg) {
         rf->res = rf->base;
         char k[1] = {'u'}, end[1] = {'v'};
         char e[256] = "";
-        /* A read-only RocksDB handle of the thread's own: the processing thread's handle
-         * (sseg_state_t) is not thread-safe. It sees the committed states as of its opening,
-         * and its iterator one consistent snapshot of them. */
-        sseg_err_t err;
-        sseg_state_t *ro = sseg_state_open(rf->dir, 1 << 20, 1, 0, &err, e, sizeof(e));
-        if (!ro) {
-                snprintf(rf->scan_err, sizeof(rf->scan_err), "opening %s read-only: %s", rf->dir,
-                         e);
-                goto out;
-        }
-        err = sseg_state_scan_range(ro, k, 1, end, 1, 0, refit_user, rf, e, sizeof(e));
-        sseg_state_close(ro);
+        /* The committed states through the thread-safe scan of the shared RocksDB handle: one
+         * consistent snapshot, read while the processing thread goes on. (The stage joins
+         * this thread before the state is closed.) */
+        sseg_err_t err =
+            sseg_state_scan_committed(rf->st, k, 1, end, 1, 0, refit_user, rf, e, sizeof(e));
         if (err && !*rf->scan_err)
                 snprintf(rf->scan_err, sizeof(rf->scan_err), "reading the users: %s", e);
         if (*rf->scan_err || __atomic_load_n(&rf->cancel, __ATOMIC_RELAXED))
@@ -624,15 +617,17 @@ static sseg_err_t score_entry(stage_t *s, sseg_entry_t *e, int timer, int64_t no
 
 static const char *const part_names[3] = {"purchase", "engagement", "spend"};
 
-/* Applies a finished refit (processing thread). */
-static void refit_apply(stage_t *s) {
+/* Applies a finished refit (processing thread, at the start of a cycle). The new model is
+ * stored before the cycle that first uses it, outside its batch: a crash replays that cycle
+ * with the same model, so the replayed alerts carry the same ids. */
+static sseg_err_t refit_apply(stage_t *s, char *errstr, size_t errstr_size) {
         refit_t *rf = s->rf;
         pthread_join(rf->th, NULL);
         rf->running = 0;
         if (*rf->scan_err) {
                 s->refits_failed++;
                 sseg_warn("churn refit failed, model v%u kept: %s", s->model.version, rf->scan_err);
-                return;
+                return SSEG_OK;
         }
         int any = 0;
         for (int i = 0; i < 3; i++) {
@@ -651,7 +646,7 @@ static void refit_apply(stage_t *s) {
                         s->refits_failed++; /* too few users yet is not a failure */
                 else
                         s->refits_skipped++;
-                return;
+                return SSEG_OK;
         }
         /* Parts that failed keep the parameters in use now (the thread started from a copy). */
         sseg_churn_model_t m = s->model;
@@ -662,10 +657,16 @@ static void refit_apply(stage_t *s) {
         if (rf->ok[2])
                 m.spend = rf->res.spend;
         m.version = s->model.version + 1;
-        s->model = m;
         sseg_buf_reset(&s->buf);
         sseg_churn_model_serialize(&m, &s->buf);
-        sseg_state_batch_put(s->st, SSEG_CHURN_MODEL_KEY, MODEL_KEY_LEN, s->buf.p, s->buf.len);
+        char msg[256];
+        sseg_err_t err = sseg_state_put_now(s->st, SSEG_CHURN_MODEL_KEY, MODEL_KEY_LEN, s->buf.p,
+                                            s->buf.len, msg, sizeof(msg));
+        if (err) {
+                errf(errstr, errstr_size, "storing the refitted churn model: %s", msg);
+                return err;
+        }
+        s->model = m;
         s->refits_ok++;
         sseg_info("churn model v%u (%llu users scanned): purchase r=%.4g alpha=%.4g a=%.4g "
                   "b=%.4g LL=%.6g n=%llu%s; spend p=%.4g q=%.4g gamma=%.4g n=%llu%s",
@@ -675,12 +676,13 @@ static void refit_apply(stage_t *s) {
                   rf->ok[0] ? "" : " (kept)", m.spend.params.p, m.spend.params.q,
                   m.spend.params.gamma, (unsigned long long)m.spend.info.n_users,
                   rf->ok[2] ? "" : " (kept)");
+        return SSEG_OK;
 }
 
 static void refit_start(stage_t *s, int64_t now_wall) {
         refit_t *rf = s->rf;
         memset(rf, 0, sizeof(*rf));
-        rf->dir = s->conf->state_dir;
+        rf->st = s->st;
         rf->o = s->o;
         rf->base = s->model;
         rf->clock_event = s->clock_event;
@@ -708,7 +710,8 @@ static sseg_err_t stage_cycle(void *opaque, sseg_pipeline_t *p, sseg_entry_t **u
         stage_t *s = opaque;
         sseg_err_t err;
         if (s->rf->running && __atomic_load_n(&s->rf->done, __ATOMIC_ACQUIRE))
-                refit_apply(s);
+                if ((err = refit_apply(s, errstr, errstr_size)))
+                        return err;
 
         /* The sweep, in time order per partition. Fired users are loaded after the scans. */
         size_t n0, n1;

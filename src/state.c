@@ -578,6 +578,18 @@ void sseg_state_drop_partition(sseg_state_t *st, int32_t partition) {
         }
 }
 
+sseg_err_t sseg_state_put_now(sseg_state_t *st, const void *k, size_t kl, const void *v, size_t vl,
+                              char *errstr, size_t errstr_size) {
+        sseg_err_t err = sseg_state_flush(st, errstr, errstr_size);
+        if (err)
+                return err;
+        char *rerr = NULL;
+        rocksdb_put(st->db, st->wopts, k, kl, v, vl, &rerr);
+        if (rerr)
+                return rdb_err(rerr, "put", errstr, errstr_size);
+        return SSEG_OK;
+}
+
 sseg_err_t sseg_state_read(sseg_state_t *st, const void *k, size_t kl, char **val, size_t *vl,
                            char *errstr, size_t errstr_size) {
         sseg_err_t err = sseg_state_flush(st, errstr, errstr_size);
@@ -634,8 +646,16 @@ sseg_err_t sseg_state_scan_range(sseg_state_t *st, const void *lo, size_t lol, c
         sseg_err_t err = sseg_state_flush(st, errstr, errstr_size);
         if (err)
                 return err;
+        return sseg_state_scan_committed(st, lo, lol, hi, hil, max, cb, opaque, errstr,
+                                         errstr_size);
+}
+
+sseg_err_t sseg_state_scan_committed(sseg_state_t *st, const void *lo, size_t lol, const void *hi,
+                                     size_t hil, size_t max, sseg_state_iter_cb *cb, void *opaque,
+                                     char *errstr, size_t errstr_size) {
         /* Own read options: the upper bound must outlive the iterator and st->ropts is shared
-         * with other readers. */
+         * with other readers. Iterators of the shared rocksdb_t are thread-safe, each reads
+         * one implicit snapshot. */
         rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
         rocksdb_readoptions_set_iterate_upper_bound(ro, hi, hil);
         rocksdb_iterator_t *it = rocksdb_create_iterator(st->db, ro);

@@ -91,6 +91,12 @@ sseg_err_t sseg_state_meta_get(sseg_state_t *st, int32_t partition, sseg_partmet
  * commit first. */
 void sseg_state_drop_partition(sseg_state_t *st, int32_t partition);
 
+/* Writes one key now, outside the cycle's batch, after every batch committed so far (it waits
+ * for the one in flight): for a value that must be stored before the cycle that uses it
+ * (a refitted churn model, so that a replayed cycle sees the same model). */
+sseg_err_t sseg_state_put_now(sseg_state_t *st, const void *k, size_t kl, const void *v, size_t vl,
+                              char *errstr, size_t errstr_size);
+
 /* Point read of a stored value (not through the cache). *val is malloc'ed: free() it. */
 sseg_err_t sseg_state_read(sseg_state_t *st, const void *k, size_t kl, char **val, size_t *vl,
                            char *errstr, size_t errstr_size);
@@ -117,6 +123,13 @@ sseg_err_t sseg_state_scan(sseg_state_t *st, const void *prefix, size_t pl, sseg
 sseg_err_t sseg_state_scan_range(sseg_state_t *st, const void *lo, size_t lol, const void *hi,
                                  size_t hil, size_t max, sseg_state_iter_cb *cb, void *opaque,
                                  char *errstr, size_t errstr_size);
+
+/* The same scan of committed data without waiting for the batch in flight: safe from any
+ * thread while the processing thread works (no cache, no flush), over one consistent
+ * snapshot (the WriteBatches written when it starts). For background jobs (churn refits). */
+sseg_err_t sseg_state_scan_committed(sseg_state_t *st, const void *lo, size_t lol, const void *hi,
+                                     size_t hil, size_t max, sseg_state_iter_cb *cb, void *opaque,
+                                     char *errstr, size_t errstr_size);
 
 /* Builds the key of a user ('u' + BE32 partition + uid) into out (>= 5 + len bytes); returns
  * the key length. */

@@ -245,11 +245,21 @@ static int sweep_one(void *opaque, const char *k, size_t kl, const char *v, size
 sseg_err_t sseg_churnstage_sweep(sseg_state_t *st, int32_t partition, int64_t now_ms, size_t max,
                                  sseg_churnstage_timer_cb *cb, void *opaque, size_t *visited,
                                  char *errstr, size_t errstr_size) {
-        char lo[5], hi[13];
+        return sseg_churnstage_sweep_from(st, partition, 0, now_ms, max, cb, opaque, visited,
+                                          errstr, errstr_size);
+}
+
+sseg_err_t sseg_churnstage_sweep_from(sseg_state_t *st, int32_t partition, int64_t from_ms,
+                                      int64_t now_ms, size_t max, sseg_churnstage_timer_cb *cb,
+                                      void *opaque, size_t *visited, char *errstr,
+                                      size_t errstr_size) {
+        char lo[13], hi[13];
         lo[0] = hi[0] = 't';
         put_be32(lo + 1, (uint32_t)partition);
         put_be32(hi + 1, (uint32_t)partition);
-        /* [t P, t P BE64(now + 1)): every key with due <= now, whatever its user id */
+        /* [t P BE64(from), t P BE64(now + 1)): every key with from <= due <= now, whatever its
+         * user id. Starting at from skips the tombstones of timers fired earlier. */
+        put_be64(lo + 5, (uint64_t)(from_ms > 0 ? from_ms : 0));
         put_be64(hi + 5, (uint64_t)now_ms + 1);
         sweep_ctx_t c = {cb, opaque, 0};
         sseg_err_t err = sseg_state_scan_range(st, lo, sizeof(lo), hi, sizeof(hi), max, sweep_one,
@@ -531,6 +541,10 @@ typedef struct {
         int64_t (*lvl)[SSEG_CONF_DLIST_MAX + 1];
         uint8_t *lvl_dirty;
         int lvl_valid; /* 0: the stored counts were made with other levels: not reported */
+        /* Per partition, the due time the next sweep starts at: every timer before it has
+         * fired (its key deleted), so the sweep never walks their tombstones again. 0 after a
+         * start or an assignment; lowered when a timer is set below it (wall clock set back). */
+        int64_t *swept;
 } stage_t;
 
 #define LEVELS_KEY     "mchurnlvl" /* + BE32 partition -> u64 nlevels, i64 counts[nlevels + 1] */
@@ -586,6 +600,9 @@ static sseg_err_t score_entry(stage_t *s, sseg_entry_t *e, int timer, int64_t no
                 if (r.due_ms > 0) {
                         kl = sseg_churnstage_timer_key(k, e->partition, r.due_ms, e->uid, e->klen);
                         sseg_state_batch_put(s->st, k, kl, "", 0);
+                        if (e->partition >= 0 && e->partition < PARTS_MAX &&
+                            r.due_ms < s->swept[e->partition])
+                                s->swept[e->partition] = r.due_ms;
                 }
                 u->timer_due_ts = r.due_ms;
         }
@@ -723,9 +740,13 @@ static sseg_err_t stage_cycle(void *opaque, sseg_pipeline_t *p, sseg_entry_t **u
                 int64_t now = s->clock_event ? sseg_pipeline_watermark(p, part) : now_ms;
                 if (now <= 0)
                         continue;
-                if ((err = sseg_churnstage_sweep(s->st, part, now, FIRE_MAX - s->nfired,
-                                                 collect_fired, s, NULL, errstr, errstr_size)))
+                size_t before = s->nfired, room = FIRE_MAX - s->nfired;
+                if ((err = sseg_churnstage_sweep_from(s->st, part, s->swept[part], now, room,
+                                                      collect_fired, s, NULL, errstr, errstr_size)))
                         return err;
+                /* All due timers fired: the next sweep starts after now. Cut short by
+                 * FIRE_MAX: at the last one taken (its key and later ones remain). */
+                s->swept[part] = s->nfired - before < room ? now + 1 : s->fired[s->nfired - 1].due;
         }
         for (size_t i = 0; i < s->nfired; i++) {
                 fired_t *f = &s->fired[i];
@@ -863,6 +884,12 @@ static void stage_report(void *opaque, sseg_buf_t *prom, sseg_buf_t *json) {
                         (unsigned long long)s->refits_skipped);
 }
 
+static void stage_revoked(void *opaque, int32_t partition) {
+        stage_t *s = opaque;
+        if (partition >= 0 && partition < PARTS_MAX)
+                s->swept[partition] = 0; /* another instance may have set timers meanwhile */
+}
+
 static void stage_destroy(void *opaque) {
         stage_t *s = opaque;
         if (!s)
@@ -884,6 +911,7 @@ static void stage_destroy(void *opaque) {
         free(s->fired);
         free(s->lvl);
         free(s->lvl_dirty);
+        free(s->swept);
         free(s);
 }
 
@@ -965,7 +993,8 @@ sseg_err_t sseg_churnstage_add(sseg_pipeline_t *p, char *errstr, size_t errstr_s
         }
         s->lvl = calloc(PARTS_MAX, sizeof(*s->lvl));
         s->lvl_dirty = calloc(PARTS_MAX, 1);
-        if (!s->lvl || !s->lvl_dirty) {
+        s->swept = calloc(PARTS_MAX, sizeof(*s->swept));
+        if (!s->lvl || !s->lvl_dirty || !s->swept) {
                 stage_destroy(s);
                 errf(errstr, errstr_size, "out of memory");
                 return SSEG_ERR_NOMEM;
@@ -997,6 +1026,7 @@ sseg_err_t sseg_churnstage_add(sseg_pipeline_t *p, char *errstr, size_t errstr_s
         sseg_stage_t st = {.name = "churn",
                            .opaque = s,
                            .cycle = stage_cycle,
+                           .revoked = stage_revoked,
                            .destroy = stage_destroy,
                            .report = stage_report};
         if ((err = sseg_pipeline_add_stage(p, &st))) {

@@ -125,4 +125,10 @@ typedef int(sseg_churnstage_timer_cb)(void *opaque, int32_t partition, int64_t d
 sseg_err_t sseg_churnstage_sweep(sseg_state_t *st, int32_t partition, int64_t now_ms, size_t max,
                                  sseg_churnstage_timer_cb *cb, void *opaque, size_t *visited,
                                  char *errstr, size_t errstr_size);
+/* The same from due time from_ms on: keys before it are not visited, nor the tombstones of
+ * deleted ones (the stage starts each sweep where the last one ended). */
+sseg_err_t sseg_churnstage_sweep_from(sseg_state_t *st, int32_t partition, int64_t from_ms,
+                                      int64_t now_ms, size_t max, sseg_churnstage_timer_cb *cb,
+                                      void *opaque, size_t *visited, char *errstr,
+                                      size_t errstr_size);
 #endif

@@ -552,8 +552,8 @@ typedef struct {
 
 static int collect_fired(void *opaque, int32_t part, int64_t due, const char *uid, size_t len) {
         stage_t *s = opaque;
-        if (len > SSEG_USER_ID_MAX)
-                return 0;
+        if (len > SSEG_USER_ID_MAX || sseg_state_is_erased(s->st, part, uid, len))
+                return 0; /* an erased user's timer is deleted in this cycle's batch */
         if (s->nfired == s->capfired) {
                 size_t cap = s->capfired ? s->capfired * 2 : 256;
                 fired_t *nf = realloc(s->fired, cap * sizeof(*nf));
@@ -884,6 +884,24 @@ static void stage_report(void *opaque, sseg_buf_t *prom, sseg_buf_t *json) {
                         (unsigned long long)s->refits_skipped);
 }
 
+/* An erased user: its timer key goes in this batch, and it leaves the level counts. */
+static void stage_erased(void *opaque, sseg_entry_t *e) {
+        stage_t *s = opaque;
+        sseg_user_t *u = &e->u;
+        if (u->timer_due_ts > 0) {
+                char k[SSEG_CHURN_TIMER_KEY_MAX];
+                size_t kl =
+                    sseg_churnstage_timer_key(k, e->partition, u->timer_due_ts, e->uid, e->klen);
+                sseg_state_batch_delete(s->st, k, kl);
+        }
+        int scored = !(u->churn_score == 0 && u->p_alive == 0);
+        if (scored && e->partition >= 0 && e->partition < PARTS_MAX && u->churn_level + 1 >= 0 &&
+            u->churn_level + 1 <= s->o.nlevels) {
+                s->lvl[e->partition][u->churn_level + 1]--;
+                s->lvl_dirty[e->partition] = 1;
+        }
+}
+
 static void stage_revoked(void *opaque, int32_t partition) {
         stage_t *s = opaque;
         if (partition >= 0 && partition < PARTS_MAX)
@@ -1028,6 +1046,7 @@ sseg_err_t sseg_churnstage_add(sseg_pipeline_t *p, char *errstr, size_t errstr_s
                            .cycle = stage_cycle,
                            .revoked = stage_revoked,
                            .destroy = stage_destroy,
+                           .erased = stage_erased,
                            .report = stage_report};
         if ((err = sseg_pipeline_add_stage(p, &st))) {
                 errf(errstr, errstr_size, "churn: too many model stages");

@@ -59,6 +59,15 @@ static const prop_t props[] = {
     {"dlq.topic", T_STR, "streamseg.dlq", 0, 0, NULL, OFF(dlq_topic),
      "Dead-letter topic: original key and bytes, with headers naming the error, source topic, "
      "partition and offset."},
+    {"erasure.topic", T_STR, "streamseg.erasure", 0, 0, NULL, OFF(erasure_topic),
+     "Control topic of erasure requests (key = user id, value ignored): every instance reads "
+     "all of its partitions and deletes the user's state, timers and cache entry, writes a "
+     "tombstone to output.profiles.topic and a confirmation, within one commit cycle. Empty "
+     "disables it."},
+    {"output.erasure.confirmations.topic", T_STR, "streamseg.erasure-confirmations", 0, 0, NULL,
+     OFF(output_erasure_confirmations_topic),
+     "Topic receiving one confirmation per erasure request and instance "
+     "(schemas/erasure_confirmation.avsc)."},
     {"state.dir", T_STR, "./streamseg-state", 0, 0, NULL, OFF(state_dir),
      "Directory of this instance's RocksDB (user states, input offsets, models)."},
     {"state.cache.max.bytes", T_BYTES, "512M", 1 << 20, 1LL << 40, NULL, OFF(state_cache_max_bytes),

@@ -34,6 +34,8 @@ typedef struct {
         int output_format; /* sseg_out_format_t */
         char *output_profiles_topic;
         char *dlq_topic;
+        char *erasure_topic; /* "" disables erasure requests */
+        char *output_erasure_confirmations_topic;
         /* state and cycles */
         char *state_dir;
         int64_t state_cache_max_bytes;

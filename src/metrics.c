@@ -38,6 +38,8 @@ static const family_t families[] = {
     {"streamseg_output_records_total", "counter", "topic",
      "Records produced per output topic (dead letters on the DLQ topic)."},
     {"streamseg_users_created_total", "counter", "", "User states created."},
+    {"streamseg_erasures_total", "counter", "found",
+     "Erasure requests applied to this instance's state (found: a stored user was deleted)."},
     /* partitions */
     {"streamseg_partitions_assigned", "gauge", "", "Input partitions assigned to this instance."},
     {"streamseg_partition_lag", "gauge", "partition",
@@ -384,6 +386,13 @@ int sseg_metrics_render(sseg_pipeline_t *p, int ready, sseg_buf_t *prom, sseg_bu
         }
         sseg_buf_printf(&s, "streamseg_users_created_total %llu\n",
                         (unsigned long long)st.new_users);
+        uint64_t erased, erased_found;
+        sseg_pipeline_erasures(p, &erased, &erased_found);
+        sseg_buf_printf(&s,
+                        "streamseg_erasures_total{found=\"true\"} %llu\n"
+                        "streamseg_erasures_total{found=\"false\"} %llu\n",
+                        (unsigned long long)erased_found,
+                        (unsigned long long)(erased - erased_found));
 
         sseg_partition_info_t parts[256];
         int np = sseg_pipeline_partitions(p, parts, 256);

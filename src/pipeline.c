@@ -21,6 +21,7 @@
 
 #include "buf.h"
 #include "churnstage.h"
+#include "erasure.h"
 #include "features.h"
 #include "log.h"
 #include "profile.h"
@@ -79,7 +80,8 @@ struct sseg_pipeline_s {
         sseg_report_cb *report_cb;
         void *report_opaque;
         double report_interval, report_last;
-        sseg_buf_t kstats[2]; /* latest librdkafka statistics: consumer, producer */
+        sseg_buf_t kstats[2];    /* latest librdkafka statistics: consumer, producer */
+        sseg_erasure_t *erasure; /* erasure.topic requests; NULL when disabled or offline */
 };
 
 const double sseg_cycle_buckets[SSEG_CYCLE_BUCKETS] = {
@@ -292,6 +294,14 @@ static sseg_err_t run_stages(sseg_pipeline_t *p) {
 static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
         double t0 = mono_ms();
         sseg_err_t err;
+        if (p->erasure && sseg_erasure_pending(p->erasure)) {
+                /* Before the stages: they must not see (nor score) an erased user. */
+                char msg[512];
+                if ((err = sseg_erasure_apply(p->erasure, msg, sizeof(msg)))) {
+                        set_fatal(p, err, msg);
+                        return err;
+                }
+        }
         if ((err = run_stages(p)))
                 return err;
         double t_stages = mono_ms();
@@ -782,6 +792,25 @@ static sseg_pipeline_t *pipeline_new(const sseg_conf_t *conf, int offline, sseg_
         }
         rd_kafka_poll_set_consumer(p->consumer);
         p->cq = rd_kafka_queue_get_consumer(p->consumer);
+        if (*conf->erasure_topic) {
+                int out = sseg_pipeline_add_output(p, conf->output_erasure_confirmations_topic);
+                if (out < 0) {
+                        errf(errstr, errstr_size,
+                             "output.erasure.confirmations.topic %s: cannot "
+                             "add the output",
+                             conf->output_erasure_confirmations_topic);
+                        err = SSEG_ERR_KAFKA;
+                        goto fail;
+                }
+                if (!(kc = kafka_conf(p, 1, errstr, errstr_size))) {
+                        err = SSEG_ERR_INVAL;
+                        goto fail;
+                }
+                rd_kafka_conf_set_stats_cb(kc, NULL);
+                rd_kafka_conf_set_rebalance_cb(kc, NULL);
+                if (!(p->erasure = sseg_erasure_new(p, kc, out, &err, errstr, errstr_size)))
+                        goto fail;
+        }
         rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(topics, conf->input_topic, RD_KAFKA_PARTITION_UA);
         rd_kafka_resp_err_t kerrc = rd_kafka_subscribe(p->consumer, topics);
@@ -870,6 +899,8 @@ sseg_err_t sseg_pipeline_run(sseg_pipeline_t *p, volatile sig_atomic_t *stop, ch
                                 commit_cycle(p);
                 }
                 rd_kafka_poll(p->producer, 0); /* delivery reports */
+                if (p->erasure)
+                        sseg_erasure_poll(p->erasure);
                 __atomic_store_n(&p->done_count, p->stats.processed + p->stats.dead,
                                  __ATOMIC_RELAXED);
                 if (p->fatal)
@@ -1029,6 +1060,16 @@ const char *sseg_pipeline_kafka_stats(const sseg_pipeline_t *p, int producer, si
         return b->len ? b->p : NULL;
 }
 
+void sseg_pipeline_notify_erased(sseg_pipeline_t *p, sseg_entry_t *e) {
+        for (int k = 0; k < p->nstages; k++)
+                if (p->stages[k].erased)
+                        p->stages[k].erased(p->stages[k].opaque, e);
+}
+
+void sseg_pipeline_erasures(const sseg_pipeline_t *p, uint64_t *applied, uint64_t *found) {
+        sseg_erasure_counts(p->erasure, applied, found);
+}
+
 int sseg_pipeline_failed(const sseg_pipeline_t *p) {
         return p->fatal != SSEG_OK;
 }
@@ -1036,6 +1077,7 @@ int sseg_pipeline_failed(const sseg_pipeline_t *p) {
 void sseg_pipeline_destroy(sseg_pipeline_t *p) {
         if (!p)
                 return;
+        sseg_erasure_destroy(p->erasure);
         if (p->cq)
                 rd_kafka_queue_destroy(p->cq);
         if (p->consumer)

@@ -94,6 +94,10 @@ typedef struct {
          * lines of families declared in metrics.c to prom, and one JSON value (an object) to
          * json, served under the stage's name by the HTTP server. Optional. */
         void (*report)(void *opaque, sseg_buf_t *prom, sseg_buf_t *json);
+        /* A stored user is being erased (erasure.c, at the start of a cycle, before the
+         * stages run): take it out of the stage's counters and delete the stage's own keys of
+         * it in the cycle's batch. The entry is dropped right after. Optional. */
+        void (*erased)(void *opaque, sseg_entry_t *e);
 } sseg_stage_t;
 
 #define SSEG_PIPELINE_MAX_STAGES 8
@@ -148,6 +152,12 @@ void sseg_pipeline_stage_reports(sseg_pipeline_t *p, sseg_buf_t *prom, sseg_buf_
 /* librdkafka's latest statistics JSON of the consumer (producer = 0) or producer (1), NULL
  * when none arrived yet (statistics.interval.ms; 5000 by default when the HTTP server runs). */
 const char *sseg_pipeline_kafka_stats(const sseg_pipeline_t *p, int producer, size_t *len);
+
+/* Calls every stage's erased callback for e (erasure.c). */
+void sseg_pipeline_notify_erased(sseg_pipeline_t *p, sseg_entry_t *e);
+
+/* Erasure requests applied since start, and how many found a stored user. */
+void sseg_pipeline_erasures(const sseg_pipeline_t *p, uint64_t *applied, uint64_t *found);
 
 /* 1 after a fatal error ended (or is ending) the run. */
 int sseg_pipeline_failed(const sseg_pipeline_t *p);

@@ -1,9 +1,9 @@
 /*
  * recenc: one writer for output records in two formats. A record is written once, as a list
  * of fields, and comes out as Avro binary (the field order of its schema) or as a JSON object
- * (the field names), so the two encodings cannot drift. Used by profile.c, churnstage.c and
- * segstage.c. Does not own the schemas (the .avsc files in schemas/) or the choice of format
- * (conf).
+ * (the field names), so the two encodings cannot drift. Used by profile.c, churnstage.c,
+ * segstage.c and erasure.c. Does not own the schemas (the .avsc files in schemas/) or the choice of
+ * format (conf).
  *
  * Header-only: these are on the per-user output path and are meant to be inlined.
  */
@@ -44,6 +44,15 @@ static inline void sseg_enc_long(sseg_enc_t *e, const char *name, int64_t v) {
                 sseg_buf_printf(e->b, "%lld", (long long)v);
         else
                 sseg_buf_avro_long(e->b, v);
+}
+
+/* Avro boolean: one byte 0 or 1. */
+static inline void sseg_enc_bool(sseg_enc_t *e, const char *name, int v) {
+        sseg_enc_key(e, name);
+        if (e->json)
+                sseg_buf_append(e->b, v ? "true" : "false", v ? 4 : 5);
+        else
+                sseg_buf_putc(e->b, v ? 1 : 0);
 }
 
 /* Non-finite values are written as 0 (JSON has no NaN). */

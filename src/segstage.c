@@ -721,6 +721,17 @@ static sseg_err_t load(sseg_state_t *st, const sseg_kmeans_opts_t *o, sseg_kmean
 
 static void stage_report(void *opaque, sseg_buf_t *prom, sseg_buf_t *json);
 
+/* An erased user leaves its segment's size (the counters are rewritten in this batch). */
+static void stage_erased(void *opaque, sseg_entry_t *e) {
+        stage_t *s = opaque;
+        int cur = e->u.segment;
+        if (cur >= 0 && cur < s->o.k && e->u.model_version > s->cnt->epoch &&
+            s->cnt->sizes[cur] > 0) {
+                s->cnt->sizes[cur]--;
+                put_counters(s);
+        }
+}
+
 sseg_err_t sseg_segstage_add(sseg_pipeline_t *p, char *errstr, size_t errstr_size) {
         const sseg_conf_t *conf = sseg_pipeline_conf(p);
         if (conf->segments_k == 0)
@@ -774,7 +785,8 @@ sseg_err_t sseg_segstage_add(sseg_pipeline_t *p, char *errstr, size_t errstr_siz
                            .opaque = s,
                            .cycle = stage_cycle,
                            .destroy = stage_destroy,
-                           .report = stage_report};
+                           .report = stage_report,
+                           .erased = stage_erased};
         if ((err = sseg_pipeline_add_stage(p, &st))) {
                 errf(errstr, errstr_size, "segments: too many model stages");
                 return err;

@@ -53,6 +53,16 @@ struct sseg_state_s {
         sseg_entry_t **dirty;
         size_t dirty_cnt, dirty_cap;
 
+        /* Users erased in the batch being built: their committed value must not be read back
+         * until the batch is written (sseg_state_erase). */
+        struct erased_s {
+                uint64_t hash;
+                int32_t partition;
+                uint8_t klen;
+                char uid[SSEG_USER_ID_MAX];
+        } * erased;
+        size_t erased_cnt, erased_cap;
+
         sseg_state_stats_t stats;
 };
 
@@ -182,6 +192,7 @@ void sseg_state_close(sseg_state_t *st) {
                 free(st->slots);
         }
         free(st->dirty);
+        free(st->erased);
         if (st->batch)
                 rocksdb_writebatch_destroy(st->batch);
         if (st->db)
@@ -317,6 +328,7 @@ sseg_entry_t *sseg_state_get(sseg_state_t *st, int32_t partition, const char *ui
                 *errp = SSEG_ERR_INVAL;
                 return NULL;
         }
+        int erased = sseg_state_is_erased(st, partition, uid, len);
         /* A missing user is in no batch in flight (its entry would still be cached), unless
          * the batch carries user keys written directly with sseg_state_batch_put/delete():
          * then wait for it, and probe again (the flush evicts, which moves entries). */
@@ -338,7 +350,8 @@ sseg_entry_t *sseg_state_get(sseg_state_t *st, int32_t partition, const char *ui
         size_t kl = sseg_state_user_key(key, partition, uid, len);
         char *rerr = NULL;
         size_t vl = 0;
-        char *val = rocksdb_get(st->db, st->ropts, key, kl, &vl, &rerr);
+        /* An erased user starts afresh: its committed value is deleted by this batch. */
+        char *val = erased ? NULL : rocksdb_get(st->db, st->ropts, key, kl, &vl, &rerr);
         if (rerr) {
                 free(e);
                 *errp = rdb_err(rerr, "get", errstr, errstr_size);
@@ -494,6 +507,8 @@ sseg_err_t sseg_state_commit(sseg_state_t *st, const int32_t *parts, const sseg_
                 st->dirty[i]->dirty = 0;
         st->stats.users_written += st->dirty_cnt;
         st->dirty_cnt = 0;
+        /* The deletes are in the batch handed over; a later miss waits for it (inflight_users). */
+        st->erased_cnt = 0;
         st->stats.commits++;
         st->write_t0 = t0;
         if (pthread_create(&st->writer, NULL, writer_main, st) == 0) {
@@ -557,6 +572,56 @@ sseg_err_t sseg_state_meta_get(sseg_state_t *st, int32_t partition, sseg_partmet
         meta->watermark_ms = (int64_t)get_le64(v + 24);
         rocksdb_free(v);
         return SSEG_OK;
+}
+
+int sseg_state_is_erased(const sseg_state_t *st, int32_t partition, const char *uid, size_t len) {
+        if (!st->erased_cnt)
+                return 0;
+        uint64_t h = key_hash(partition, uid, len);
+        for (size_t i = 0; i < st->erased_cnt; i++) {
+                const struct erased_s *x = &st->erased[i];
+                if (x->hash == h && x->partition == partition && x->klen == len &&
+                    !memcmp(x->uid, uid, len))
+                        return 1;
+        }
+        return 0;
+}
+
+void sseg_state_erase(sseg_state_t *st, int32_t partition, const char *uid, size_t len) {
+        if (len > SSEG_USER_ID_MAX)
+                return;
+        uint64_t h = key_hash(partition, uid, len);
+        /* out of the dirty list and the cache */
+        size_t w = 0;
+        for (size_t i = 0; i < st->dirty_cnt; i++)
+                if (!entry_is(st->dirty[i], h, partition, uid, len))
+                        st->dirty[w++] = st->dirty[i];
+        st->dirty_cnt = w;
+        for (size_t i = h & st->mask; st->slots[i]; i = (i + 1) & st->mask)
+                if (entry_is(st->slots[i], h, partition, uid, len)) {
+                        table_remove_at(st, i);
+                        break;
+                }
+        char key[5 + SSEG_USER_ID_MAX];
+        size_t kl = sseg_state_user_key(key, partition, uid, len);
+        sseg_state_batch_delete(st, key, kl);
+        if (sseg_state_is_erased(st, partition, uid, len))
+                return;
+        if (st->erased_cnt == st->erased_cap) {
+                size_t ncap = st->erased_cap ? st->erased_cap * 2 : 16;
+                struct erased_s *ne = realloc(st->erased, ncap * sizeof(*ne));
+                if (!ne) {
+                        fprintf(stderr, "streamseg: out of memory recording an erasure\n");
+                        abort();
+                }
+                st->erased = ne;
+                st->erased_cap = ncap;
+        }
+        struct erased_s *x = &st->erased[st->erased_cnt++];
+        x->hash = h;
+        x->partition = partition;
+        x->klen = (uint8_t)len;
+        memcpy(x->uid, uid, len);
 }
 
 void sseg_state_drop_partition(sseg_state_t *st, int32_t partition) {

@@ -87,6 +87,14 @@ sseg_err_t sseg_state_flush(sseg_state_t *st, char *errstr, size_t errstr_size);
 sseg_err_t sseg_state_meta_get(sseg_state_t *st, int32_t partition, sseg_partmeta_t *meta,
                                char *errstr, size_t errstr_size);
 
+/* Erases a user (privacy): its cache entry goes (dirty or not, so no profile of it is
+ * written), and the batch being built deletes its key. Until that batch is committed, a
+ * sseg_state_get() of the user does not read the deleted value back: it starts a new user.
+ * Other keys of the user (a churn timer) are the caller's. */
+void sseg_state_erase(sseg_state_t *st, int32_t partition, const char *uid, size_t len);
+/* 1 if the user was erased in the batch being built. */
+int sseg_state_is_erased(const sseg_state_t *st, int32_t partition, const char *uid, size_t len);
+
 /* Evicts every cached entry of a partition (after its revoke); dirty ones are discarded, so
  * commit first. */
 void sseg_state_drop_partition(sseg_state_t *st, int32_t partition);

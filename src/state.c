@@ -22,7 +22,6 @@
 #include <time.h>
 
 #define ENTRY_COST (sizeof(sseg_entry_t) + sizeof(void *) * 2 + 16) /* + slot + malloc */
-#define META_SIZE  32
 /* Set in a stored user's size field: the struct follows LZ4-compressed (mostly zeros and small
  * numbers: 736 bytes become about a third), which cuts what each cycle writes. */
 #define USER_LZ4 0x8000u
@@ -108,16 +107,42 @@ static size_t meta_key(char *out, int32_t partition) {
         return 5;
 }
 
-static void put_le64(char *p, uint64_t v) {
-        for (int i = 0; i < 8; i++)
-                p[i] = (char)(v >> (8 * i));
+size_t sseg_state_pack_user(const sseg_user_t *u, char *val) {
+        _Static_assert(sizeof(sseg_user_t) < USER_LZ4, "the size field holds the LZ4 flag");
+        val[0] = (char)(SSEG_USER_VERSION & 0xff);
+        val[1] = (char)(SSEG_USER_VERSION >> 8);
+        unsigned size = sizeof(*u);
+        int cl = LZ4_compress_default((const char *)u, val + 4, (int)sizeof(*u),
+                                      (int)(SSEG_STATE_PACKED_MAX - 4));
+        if (cl > 0 && (size_t)cl < sizeof(*u)) {
+                size |= USER_LZ4;
+        } else {
+                memcpy(val + 4, u, sizeof(*u));
+                cl = (int)sizeof(*u);
+        }
+        val[2] = (char)(size & 0xff);
+        val[3] = (char)(size >> 8);
+        return 4 + (size_t)cl;
 }
 
-static uint64_t get_le64(const char *p) {
-        uint64_t v = 0;
-        for (int i = 0; i < 8; i++)
-                v |= (uint64_t)(unsigned char)p[i] << (8 * i);
-        return v;
+void sseg_state_pack_meta(const sseg_partmeta_t *m, char *mv) {
+        sseg_put_le64(mv, (uint64_t)m->next_offset);
+        sseg_put_le64(mv + 8, m->processed);
+        sseg_put_le64(mv + 16, m->dead);
+        sseg_put_le64(mv + 24, (uint64_t)m->watermark_ms);
+        sseg_put_le64(mv + 32, (uint64_t)m->changelog_next);
+}
+
+sseg_err_t sseg_state_unpack_meta(const char *v, size_t vl, sseg_partmeta_t *m) {
+        /* 32 bytes: written before the changelog existed */
+        if (vl != SSEG_STATE_META_BYTES && vl != 32)
+                return SSEG_ERR_STATE_VERSION;
+        m->next_offset = (int64_t)sseg_get_le64(v);
+        m->processed = sseg_get_le64(v + 8);
+        m->dead = sseg_get_le64(v + 16);
+        m->watermark_ms = (int64_t)sseg_get_le64(v + 24);
+        m->changelog_next = vl == 32 ? -1 : (int64_t)sseg_get_le64(v + 32);
+        return SSEG_OK;
 }
 
 sseg_state_t *sseg_state_open(const char *dir, size_t cache_max_bytes, int readonly, int sync,
@@ -464,10 +489,7 @@ sseg_err_t sseg_state_commit(sseg_state_t *st, const int32_t *parts, const sseg_
         if (err)
                 return err;
         char key[5 + SSEG_USER_ID_MAX];
-        char val[4 + LZ4_COMPRESSBOUND(sizeof(sseg_user_t))];
-        _Static_assert(sizeof(sseg_user_t) < USER_LZ4, "the size field holds the LZ4 flag");
-        val[0] = (char)(SSEG_USER_VERSION & 0xff);
-        val[1] = (char)(SSEG_USER_VERSION >> 8);
+        char val[SSEG_STATE_PACKED_MAX];
         /* In key order: the memtable's skip list then inserts each key next to the previous
          * one (measured with tools/bench_pipeline: about 15% less time per batch). */
         if (st->dirty_cnt > 1)
@@ -475,26 +497,13 @@ sseg_err_t sseg_state_commit(sseg_state_t *st, const int32_t *parts, const sseg_
         for (size_t i = 0; i < st->dirty_cnt; i++) {
                 sseg_entry_t *e = st->dirty[i];
                 size_t kl = sseg_state_user_key(key, e->partition, e->uid, e->klen);
-                unsigned size = sizeof(e->u);
-                int cl = LZ4_compress_default((const char *)&e->u, val + 4, (int)sizeof(e->u),
-                                              (int)sizeof(val) - 4);
-                if (cl > 0 && (size_t)cl < sizeof(e->u)) {
-                        size |= USER_LZ4;
-                } else {
-                        memcpy(val + 4, &e->u, sizeof(e->u));
-                        cl = (int)sizeof(e->u);
-                }
-                val[2] = (char)(size & 0xff);
-                val[3] = (char)(size >> 8);
-                rocksdb_writebatch_put(st->batch, key, kl, val, 4 + (size_t)cl);
+                size_t vl = sseg_state_pack_user(&e->u, val);
+                rocksdb_writebatch_put(st->batch, key, kl, val, vl);
         }
         for (int i = 0; i < n; i++) {
-                char mk[5], mv[META_SIZE];
+                char mk[5], mv[SSEG_STATE_META_BYTES];
                 size_t kl = meta_key(mk, parts[i]);
-                put_le64(mv, (uint64_t)metas[i].next_offset);
-                put_le64(mv + 8, metas[i].processed);
-                put_le64(mv + 16, metas[i].dead);
-                put_le64(mv + 24, (uint64_t)metas[i].watermark_ms);
+                sseg_state_pack_meta(&metas[i], mv);
                 rocksdb_writebatch_put(st->batch, mk, kl, mv, sizeof(mv));
         }
         /* Hand the batch to the writer; the users stay cached (clean) until it is written. */
@@ -553,6 +562,7 @@ sseg_err_t sseg_state_meta_get(sseg_state_t *st, int32_t partition, sseg_partmet
         size_t kl = meta_key(mk, partition);
         memset(meta, 0, sizeof(*meta));
         meta->next_offset = -1;
+        meta->changelog_next = -1;
         char *rerr = NULL;
         size_t vl = 0;
         char *v = rocksdb_get(st->db, st->ropts, mk, kl, &vl, &rerr);
@@ -560,18 +570,12 @@ sseg_err_t sseg_state_meta_get(sseg_state_t *st, int32_t partition, sseg_partmet
                 return rdb_err(rerr, "get of partition metadata", errstr, errstr_size);
         if (!v)
                 return SSEG_ERR_NOENT;
-        if (vl != META_SIZE) {
-                rocksdb_free(v);
-                errf(errstr, errstr_size, "partition %d metadata has %zu bytes, expected %d",
-                     partition, vl, META_SIZE);
-                return SSEG_ERR_STATE_VERSION;
-        }
-        meta->next_offset = (int64_t)get_le64(v);
-        meta->processed = get_le64(v + 8);
-        meta->dead = get_le64(v + 16);
-        meta->watermark_ms = (int64_t)get_le64(v + 24);
+        err = sseg_state_unpack_meta(v, vl, meta);
         rocksdb_free(v);
-        return SSEG_OK;
+        if (err)
+                errf(errstr, errstr_size, "partition %d metadata has %zu bytes, expected %d",
+                     partition, vl, SSEG_STATE_META_BYTES);
+        return err;
 }
 
 int sseg_state_is_erased(const sseg_state_t *st, int32_t partition, const char *uid, size_t len) {

@@ -13,6 +13,7 @@
  */
 #ifndef SSEG_STATE_H
 #define SSEG_STATE_H
+#include <lz4.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,7 +28,20 @@ typedef struct {
         uint64_t processed;   /* records applied to a user state */
         uint64_t dead;        /* records dead-lettered */
         int64_t watermark_ms; /* max event time applied (0 none) */
+        /* state.changelog.topic: the changelog offset after this partition's last record of
+         * the state (what a restore of this state would read up to); -1 none */
+        int64_t changelog_next;
 } sseg_partmeta_t;
+
+/* Byte forms shared by RocksDB and the changelog topic (changelog.c). */
+#define SSEG_STATE_META_BYTES 40
+#define SSEG_STATE_PACKED_MAX (4 + LZ4_COMPRESSBOUND(sizeof(sseg_user_t)))
+/* Packs a user as stored: u16 layout version, u16 size (| 0x8000 when LZ4-compressed), the
+ * struct's bytes; returns the length (<= SSEG_STATE_PACKED_MAX). */
+size_t sseg_state_pack_user(const sseg_user_t *u, char *out);
+void sseg_state_pack_meta(const sseg_partmeta_t *m, char *out);
+/* Accepts the 40-byte form and the older 32-byte one (changelog_next = -1). */
+sseg_err_t sseg_state_unpack_meta(const char *v, size_t vl, sseg_partmeta_t *m);
 
 /* A cached user. `u` may be modified by the caller after sseg_state_get() until the next
  * sseg_state_commit() or sseg_state_drop_partition(); the pointer stays valid until then. */

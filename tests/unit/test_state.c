@@ -45,7 +45,8 @@ static void test_roundtrip(void) {
         sseg_state_dirty(st, &nd);
         CHECK_INT_EQ(nd, 3);
         int32_t parts[2] = {3, 4};
-        sseg_partmeta_t metas[2] = {{100, 90, 10, 1700000000000LL}, {5, 5, 0, 1700000001000LL}};
+        sseg_partmeta_t metas[2] = {{100, 90, 10, 1700000000000LL, 7},
+                                    {5, 5, 0, 1700000001000LL, -1}};
         CHECK_INT_EQ(sseg_state_commit(st, parts, metas, 2, err, sizeof(err)), SSEG_OK);
         sseg_state_dirty(st, &nd);
         CHECK_INT_EQ(nd, 0);
@@ -61,8 +62,19 @@ static void test_roundtrip(void) {
         CHECK_INT_EQ(m.processed, 90);
         CHECK_INT_EQ(m.dead, 10);
         CHECK_INT_EQ(m.watermark_ms, 1700000000000LL);
+        CHECK_INT_EQ(m.changelog_next, 7);
+        CHECK_INT_EQ(sseg_state_meta_get(st, 4, &m, err, sizeof(err)), SSEG_OK);
+        CHECK_INT_EQ(m.changelog_next, -1);
         CHECK_INT_EQ(sseg_state_meta_get(st, 9, &m, err, sizeof(err)), SSEG_ERR_NOENT);
         CHECK_INT_EQ(m.next_offset, -1);
+        /* the 32-byte form of older versions reads with no changelog offset */
+        char old[40];
+        sseg_state_pack_meta(&metas[0], old);
+        sseg_partmeta_t o32;
+        CHECK_INT_EQ(sseg_state_unpack_meta(old, 32, &o32), SSEG_OK);
+        CHECK_INT_EQ(o32.next_offset, 100);
+        CHECK_INT_EQ(o32.changelog_next, -1);
+        CHECK_INT_EQ(sseg_state_unpack_meta(old, 33, &o32), SSEG_ERR_STATE_VERSION);
         a = sseg_state_get(st, 3, "alice", 5, &is_new, &e, err, sizeof(err));
         CHECK(a && !is_new);
         CHECK_INT_EQ(a->u.n_events, 42);

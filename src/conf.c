@@ -70,6 +70,11 @@ static const prop_t props[] = {
      "(schemas/erasure_confirmation.avsc)."},
     {"state.dir", T_STR, "./streamseg-state", 0, 0, NULL, OFF(state_dir),
      "Directory of this instance's RocksDB (user states, input offsets, models)."},
+    {"state.changelog.topic", T_STR, "", 0, 0, NULL, OFF(state_changelog_topic),
+     "Compacted topic mirroring every partition's user states (partition P = input partition "
+     "P; needs at least as many partitions as input.topic): written each commit cycle, read to "
+     "restore a partition assigned without current local state (docs/scaling.md). Set it when "
+     "running several instances; empty disables it."},
     {"state.cache.max.bytes", T_BYTES, "512M", 1 << 20, 1LL << 40, NULL, OFF(state_cache_max_bytes),
      "Bound of the in-memory write-back cache of user states (suffixes K, M, G). A full "
      "cache ends the commit cycle early."},

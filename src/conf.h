@@ -38,6 +38,7 @@ typedef struct {
         char *output_erasure_confirmations_topic;
         /* state and cycles */
         char *state_dir;
+        char *state_changelog_topic; /* "" : no changelog */
         int64_t state_cache_max_bytes;
         int64_t state_sync;
         int64_t commit_interval_ms;

@@ -288,6 +288,14 @@ sseg_err_t sseg_erasure_apply(sseg_erasure_t *x, char *errstr, size_t errstr_siz
                                                 found[nfound++] = part;
                                 }
                                 sseg_state_erase(x->st, part, q->uid, q->len);
+                                /* and wherever the partition's state is restored from */
+                                if ((err = sseg_pipeline_changelog_erase(x->p, part, q->uid,
+                                                                         q->len))) {
+                                        errf(errstr, errstr_size,
+                                             "erasure of '%s': changelog tombstone: %s", q->uid,
+                                             sseg_err2str(err));
+                                        break;
+                                }
                         }
                         if (err)
                                 break;

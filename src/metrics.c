@@ -60,6 +60,15 @@ static const family_t families[] = {
     {"streamseg_cache_bytes", "gauge", "",
      "Bytes held by the cache (bounded by state.cache.max.bytes)."},
     {"streamseg_state_users_written_total", "counter", "", "User states written in WriteBatches."},
+    {"streamseg_changelog_partitions_total", "counter", "outcome",
+     "Partitions assigned with state.changelog.topic: restored (caught up or rebuilt from the "
+     "changelog) or reused (local state current)."},
+    {"streamseg_changelog_restored_users_total", "counter", "",
+     "User records applied from the changelog by restores."},
+    {"streamseg_changelog_discarded_records_total", "counter", "",
+     "Changelog records of incomplete cycles skipped by restores."},
+    {"streamseg_changelog_restore_seconds_total", "counter", "", "Time spent restoring."},
+    {"streamseg_changelog_restore_rate", "gauge", "", "Users/s of the last restore."},
     {"streamseg_rocksdb_memtable_bytes", "gauge", "", "rocksdb.cur-size-all-mem-tables."},
     {"streamseg_rocksdb_table_readers_bytes", "gauge", "", "rocksdb.estimate-table-readers-mem."},
     {"streamseg_rocksdb_block_cache_bytes", "gauge", "", "rocksdb.block-cache-usage."},
@@ -442,6 +451,20 @@ int sseg_metrics_render(sseg_pipeline_t *p, int ready, sseg_buf_t *prom, sseg_bu
                         (unsigned long long)ss.hits, (unsigned long long)ss.misses,
                         (unsigned long long)ss.evictions, (unsigned long long)ss.cache_entries,
                         (unsigned long long)ss.cache_bytes, (unsigned long long)ss.users_written);
+        if (*conf->state_changelog_topic) {
+                sseg_changelog_stats_t cs;
+                sseg_pipeline_changelog_stats(p, &cs);
+                sseg_buf_printf(&s,
+                                "streamseg_changelog_partitions_total{outcome=\"restored\"} %llu\n"
+                                "streamseg_changelog_partitions_total{outcome=\"reused\"} %llu\n"
+                                "streamseg_changelog_restored_users_total %llu\n"
+                                "streamseg_changelog_discarded_records_total %llu\n"
+                                "streamseg_changelog_restore_seconds_total %.3f\n"
+                                "streamseg_changelog_restore_rate %.0f\n",
+                                (unsigned long long)cs.restores, (unsigned long long)cs.reuses,
+                                (unsigned long long)cs.users, (unsigned long long)cs.discarded,
+                                cs.seconds, cs.last_rate);
+        }
         static const char *const props[][2] = {
             {"rocksdb.cur-size-all-mem-tables", "streamseg_rocksdb_memtable_bytes"},
             {"rocksdb.estimate-table-readers-mem", "streamseg_rocksdb_table_readers_bytes"},

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "changelog.h"
 #include "churnstage.h"
 #include "erasure.h"
 #include "features.h"
@@ -82,6 +83,13 @@ struct sseg_pipeline_s {
         double report_interval, report_last;
         sseg_buf_t kstats[2];    /* latest librdkafka statistics: consumer, producer */
         sseg_erasure_t *erasure; /* erasure.topic requests; NULL when disabled or offline */
+        /* state.changelog.topic (changelog.h); NULL when disabled or offline */
+        sseg_changelog_t *clog;
+        rd_kafka_topic_t *clog_rkt;
+        int64_t *clog_next; /* per partition: changelog offset after the last delivered record */
+        char cycle_tag[64]; /* "sseg.cycle" header of this cycle's changelog records */
+        uint64_t cycle_seq;
+        uint64_t start_ns;
 };
 
 const double sseg_cycle_buckets[SSEG_CYCLE_BUCKETS] = {
@@ -110,8 +118,9 @@ static void set_fatal(sseg_pipeline_t *p, sseg_err_t err, const char *msg) {
         sseg_error("%s", msg);
 }
 
-static sseg_err_t produce(sseg_pipeline_t *p, rd_kafka_topic_t *rkt, const void *key, size_t klen,
-                          const void *val, size_t vlen, rd_kafka_headers_t *hdrs);
+static sseg_err_t produce(sseg_pipeline_t *p, rd_kafka_topic_t *rkt, int32_t partition,
+                          const void *key, size_t klen, const void *val, size_t vlen,
+                          rd_kafka_headers_t *hdrs);
 
 /* --- librdkafka callbacks ---------------------------------------------------------------- */
 
@@ -142,6 +151,9 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
 
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         sseg_pipeline_t *p = opaque;
+        if (!m->err && p->clog_rkt && m->rkt == p->clog_rkt && m->partition >= 0 &&
+            m->partition < MAX_PARTITIONS && m->offset + 1 > p->clog_next[m->partition])
+                p->clog_next[m->partition] = m->offset + 1;
         if (!m->err)
                 return;
         p->dr_failures++;
@@ -159,8 +171,9 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
 
 /* --- commit cycle --------------------------------------------------------------------- */
 
-static sseg_err_t produce(sseg_pipeline_t *p, rd_kafka_topic_t *rkt, const void *key, size_t klen,
-                          const void *val, size_t vlen, rd_kafka_headers_t *hdrs) {
+static sseg_err_t produce(sseg_pipeline_t *p, rd_kafka_topic_t *rkt, int32_t partition,
+                          const void *key, size_t klen, const void *val, size_t vlen,
+                          rd_kafka_headers_t *hdrs) {
         if (p->offline) {
                 p->offline_bytes += klen + vlen;
                 rd_kafka_headers_destroy(hdrs);
@@ -168,9 +181,10 @@ static sseg_err_t produce(sseg_pipeline_t *p, rd_kafka_topic_t *rkt, const void 
         }
         for (int tries = 0;; tries++) {
                 rd_kafka_resp_err_t err = rd_kafka_producev(
-                    p->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, klen),
-                    RD_KAFKA_V_VALUE((void *)val, vlen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+                    p->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),
+                    RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)val, vlen),
+                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+                    RD_KAFKA_V_END);
                 if (!err)
                         return SSEG_OK; /* headers now owned by the message */
                 if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && !(p->stop && *p->stop >= 2)) {
@@ -220,6 +234,24 @@ static sseg_err_t deliver_outputs(sseg_pipeline_t *p) {
         return SSEG_OK;
 }
 
+/* One changelog record (val NULL: a tombstone) to the input partition's changelog partition,
+ * tagged with the cycle. */
+static sseg_err_t changelog_put(sseg_pipeline_t *p, int32_t partition, const void *key, size_t klen,
+                                const void *val, size_t vlen) {
+        rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+        rd_kafka_header_add(h, SSEG_CHANGELOG_CYCLE_HEADER, -1, p->cycle_tag, -1);
+        return produce(p, p->clog_rkt, partition, key, klen, val, vlen, h);
+}
+
+sseg_err_t sseg_pipeline_changelog_erase(sseg_pipeline_t *p, int32_t partition, const char *uid,
+                                         size_t len) {
+        if (!p->clog)
+                return SSEG_OK;
+        if (partition >= 0 && partition < MAX_PARTITIONS && p->parts[partition].assigned)
+                p->parts[partition].dirty_meta = 1;
+        return changelog_put(p, partition, uid, len, NULL, 0);
+}
+
 static sseg_err_t emit_profiles(sseg_pipeline_t *p) {
         size_t n;
         sseg_entry_t **dirty = sseg_state_dirty(p->st, &n);
@@ -242,6 +274,12 @@ static sseg_err_t emit_profiles(sseg_pipeline_t *p) {
                 if (err)
                         return err;
                 p->stats.profiles_out++;
+                if (p->clog) {
+                        char packed[SSEG_STATE_PACKED_MAX];
+                        size_t pl = sseg_state_pack_user(&e->u, packed);
+                        if ((err = changelog_put(p, e->partition, e->uid, e->klen, packed, pl)))
+                                return err;
+                }
         }
         return SSEG_OK;
 }
@@ -294,6 +332,9 @@ static sseg_err_t run_stages(sseg_pipeline_t *p) {
 static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
         double t0 = mono_ms();
         sseg_err_t err;
+        if (p->clog)
+                snprintf(p->cycle_tag, sizeof(p->cycle_tag), "%llx-%llu",
+                         (unsigned long long)p->start_ns, (unsigned long long)++p->cycle_seq);
         if (p->erasure && sseg_erasure_pending(p->erasure)) {
                 /* Before the stages: they must not see (nor score) an erased user. */
                 char msg[512];
@@ -306,7 +347,14 @@ static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
                 return err;
         double t_stages = mono_ms();
         size_t ndirty;
-        sseg_state_dirty(p->st, &ndirty);
+        sseg_entry_t **dirty = sseg_state_dirty(p->st, &ndirty);
+        if (p->clog) {
+                /* every partition with a changed user gets its meta record (closing its
+                 * records of the cycle) and its stored changelog offset updated */
+                for (size_t i = 0; i < ndirty; i++)
+                        if (p->parts[dirty[i]->partition].assigned)
+                                p->parts[dirty[i]->partition].dirty_meta = 1;
+        }
         int32_t ids[MAX_PARTITIONS];
         sseg_partmeta_t metas[MAX_PARTITIONS];
         int n = 0;
@@ -328,6 +376,15 @@ static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
         }
         if ((err = emit_profiles(p)))
                 return err;
+        for (int i = 0; p->clog && i < n; i++) {
+                char mv[SSEG_STATE_META_BYTES];
+                sseg_partmeta_t m = metas[i];
+                m.changelog_next = -1; /* not known before delivery; a restore sets its own */
+                sseg_state_pack_meta(&m, mv);
+                if ((err = changelog_put(p, ids[i], SSEG_CHANGELOG_META_KEY,
+                                         SSEG_CHANGELOG_META_KEY_LEN, mv, sizeof(mv))))
+                        return err;
+        }
         double t_emit = mono_ms();
         if ((err = deliver_outputs(p))) {
                 if (err == SSEG_ERR_TIMEOUT)
@@ -335,6 +392,9 @@ static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
                 return err;
         }
         double t_deliver = mono_ms();
+        for (int i = 0; p->clog && i < n; i++)
+                metas[i].changelog_next = p->parts[ids[i]].meta.changelog_next =
+                    p->clog_next[ids[i]];
         char msg[512];
         if ((err = sseg_state_commit(p->st, ids, metas, n, msg, sizeof(msg)))) {
                 set_fatal(p, err, msg);
@@ -387,6 +447,18 @@ static void on_assign(sseg_pipeline_t *p, rd_kafka_topic_partition_list_t *parts
                 if (err && err != SSEG_ERR_NOENT) {
                         set_fatal(p, err, msg);
                         return;
+                }
+                if (p->clog) {
+                        /* Local state that is not current is brought up to the changelog. */
+                        int have = err != SSEG_ERR_NOENT;
+                        sseg_err_t rerr = sseg_changelog_restore(p->clog, tp->partition, &pt->meta,
+                                                                 &have, msg, sizeof(msg));
+                        if (rerr) {
+                                set_fatal(p, rerr, msg);
+                                return;
+                        }
+                        err = have ? SSEG_OK : SSEG_ERR_NOENT;
+                        p->clog_next[tp->partition] = pt->meta.changelog_next;
                 }
                 /* Seek to the offset stored with the state, never Kafka's committed one: a
                  * partition without stored state is rebuilt from the beginning. */
@@ -487,7 +559,8 @@ static sseg_err_t dead_letter(sseg_pipeline_t *p, const rd_kafka_message_t *m,
         rd_kafka_header_add(h, "sseg.source.partition", -1, part, -1);
         rd_kafka_header_add(h, "sseg.source.offset", -1, off, -1);
         rd_kafka_header_add(h, "sseg.id", -1, id, -1);
-        return produce(p, p->topics[SSEG_OUTPUT_DLQ], m->key, m->key_len, m->payload, m->len, h);
+        return produce(p, p->topics[SSEG_OUTPUT_DLQ], RD_KAFKA_PARTITION_UA, m->key, m->key_len,
+                       m->payload, m->len, h);
 }
 
 static sseg_err_t process(sseg_pipeline_t *p, const rd_kafka_message_t *m, double now) {
@@ -792,6 +865,34 @@ static sseg_pipeline_t *pipeline_new(const sseg_conf_t *conf, int offline, sseg_
         }
         rd_kafka_poll_set_consumer(p->consumer);
         p->cq = rd_kafka_queue_get_consumer(p->consumer);
+        if (*conf->state_changelog_topic) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                p->start_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+                p->clog_next = calloc(MAX_PARTITIONS, sizeof(*p->clog_next));
+                p->clog_rkt = rd_kafka_topic_new(p->producer, conf->state_changelog_topic, NULL);
+                if (!p->clog_next || !p->clog_rkt) {
+                        errf(errstr, errstr_size, "state.changelog.topic %s: cannot add the output",
+                             conf->state_changelog_topic);
+                        err = SSEG_ERR_KAFKA;
+                        goto fail;
+                }
+                if (!(kc = kafka_conf(p, 1, errstr, errstr_size))) {
+                        err = SSEG_ERR_INVAL;
+                        goto fail;
+                }
+                rd_kafka_conf_set_stats_cb(kc, NULL);
+                rd_kafka_conf_set_rebalance_cb(kc, NULL);
+                char gid[300];
+                const char *g = sseg_conf_kafka_get(conf, "group.id");
+                snprintf(gid, sizeof(gid), "%s.changelog", g ? g : "streamseg");
+                rd_kafka_conf_set(kc, "group.id", gid, NULL, 0);
+                if (!(p->clog = sseg_changelog_new(conf->state_changelog_topic, p->st, kc, errstr,
+                                                   errstr_size))) {
+                        err = SSEG_ERR_KAFKA;
+                        goto fail;
+                }
+        }
         if (*conf->erasure_topic) {
                 int out = sseg_pipeline_add_output(p, conf->output_erasure_confirmations_topic);
                 if (out < 0) {
@@ -984,7 +1085,7 @@ sseg_err_t sseg_pipeline_emit(sseg_pipeline_t *p, int out, const void *key, size
         p->stats.out[out]++;
         rd_kafka_headers_t *h = rd_kafka_headers_new(1);
         rd_kafka_header_add(h, "sseg.id", -1, id, -1);
-        return produce(p, p->topics[out], key, klen, val, vlen, h);
+        return produce(p, p->topics[out], RD_KAFKA_PARTITION_UA, key, klen, val, vlen, h);
 }
 
 const char *sseg_pipeline_output_topic(const sseg_pipeline_t *p, int out) {
@@ -1066,6 +1167,10 @@ void sseg_pipeline_notify_erased(sseg_pipeline_t *p, sseg_entry_t *e) {
                         p->stages[k].erased(p->stages[k].opaque, e);
 }
 
+void sseg_pipeline_changelog_stats(const sseg_pipeline_t *p, sseg_changelog_stats_t *s) {
+        sseg_changelog_get_stats(p->clog, s);
+}
+
 void sseg_pipeline_erasures(const sseg_pipeline_t *p, uint64_t *applied, uint64_t *found) {
         sseg_erasure_counts(p->erasure, applied, found);
 }
@@ -1078,6 +1183,7 @@ void sseg_pipeline_destroy(sseg_pipeline_t *p) {
         if (!p)
                 return;
         sseg_erasure_destroy(p->erasure);
+        sseg_changelog_destroy(p->clog);
         if (p->cq)
                 rd_kafka_queue_destroy(p->cq);
         if (p->consumer)
@@ -1094,6 +1200,9 @@ void sseg_pipeline_destroy(sseg_pipeline_t *p) {
         for (int i = 0; i < p->ntopics; i++)
                 if (p->topics[i])
                         rd_kafka_topic_destroy(p->topics[i]);
+        if (p->clog_rkt)
+                rd_kafka_topic_destroy(p->clog_rkt);
+        free(p->clog_next);
         if (p->producer) {
                 /* Anything still queued was not committed: it is replayed on restart. */
                 rd_kafka_purge(p->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);

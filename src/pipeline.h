@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "changelog.h"
 #include "conf.h"
 #include "decode.h"
 #include "state.h"
@@ -155,6 +156,13 @@ const char *sseg_pipeline_kafka_stats(const sseg_pipeline_t *p, int producer, si
 
 /* Calls every stage's erased callback for e (erasure.c). */
 void sseg_pipeline_notify_erased(sseg_pipeline_t *p, sseg_entry_t *e);
+
+/* A tombstone for the user on the partition's changelog (erasure.c); no-op without one. */
+sseg_err_t sseg_pipeline_changelog_erase(sseg_pipeline_t *p, int32_t partition, const char *uid,
+                                         size_t len);
+
+/* Restore figures of state.changelog.topic (zeros without one). */
+void sseg_pipeline_changelog_stats(const sseg_pipeline_t *p, sseg_changelog_stats_t *s);
 
 /* Erasure requests applied since start, and how many found a stored user. */
 void sseg_pipeline_erasures(const sseg_pipeline_t *p, uint64_t *applied, uint64_t *found);

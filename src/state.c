@@ -647,6 +647,57 @@ void sseg_state_drop_partition(sseg_state_t *st, int32_t partition) {
         }
 }
 
+/* ---- direct batches (changelog restore) ---- */
+
+struct sseg_state_wb_s {
+        rocksdb_writebatch_t *b;
+};
+
+sseg_state_wb_t *sseg_state_wb_new(void) {
+        sseg_state_wb_t *w = malloc(sizeof(*w));
+        if (!w)
+                return NULL;
+        w->b = rocksdb_writebatch_create();
+        return w;
+}
+
+void sseg_state_wb_put(sseg_state_wb_t *w, const void *k, size_t kl, const void *v, size_t vl) {
+        rocksdb_writebatch_put(w->b, k, kl, v, vl);
+}
+
+void sseg_state_wb_delete(sseg_state_wb_t *w, const void *k, size_t kl) {
+        rocksdb_writebatch_delete(w->b, k, kl);
+}
+
+void sseg_state_wb_delete_range(sseg_state_wb_t *w, const void *lo, size_t lol, const void *hi,
+                                size_t hil) {
+        rocksdb_writebatch_delete_range(w->b, lo, lol, hi, hil);
+}
+
+int sseg_state_wb_count(const sseg_state_wb_t *w) {
+        return rocksdb_writebatch_count(w->b);
+}
+
+sseg_err_t sseg_state_wb_write(sseg_state_t *st, sseg_state_wb_t *w, char *errstr,
+                               size_t errstr_size) {
+        sseg_err_t err = sseg_state_flush(st, errstr, errstr_size);
+        if (err)
+                return err;
+        char *rerr = NULL;
+        rocksdb_write(st->db, st->wopts, w->b, &rerr);
+        rocksdb_writebatch_clear(w->b);
+        if (rerr)
+                return rdb_err(rerr, "write", errstr, errstr_size);
+        return SSEG_OK;
+}
+
+void sseg_state_wb_destroy(sseg_state_wb_t *w) {
+        if (!w)
+                return;
+        rocksdb_writebatch_destroy(w->b);
+        free(w);
+}
+
 sseg_err_t sseg_state_put_now(sseg_state_t *st, const void *k, size_t kl, const void *v, size_t vl,
                               char *errstr, size_t errstr_size) {
         sseg_err_t err = sseg_state_flush(st, errstr, errstr_size);

@@ -119,6 +119,20 @@ void sseg_state_drop_partition(sseg_state_t *st, int32_t partition);
 sseg_err_t sseg_state_put_now(sseg_state_t *st, const void *k, size_t kl, const void *v, size_t vl,
                               char *errstr, size_t errstr_size);
 
+/* A WriteBatch written directly (not the cycle's), after the cycle's batches: for restoring
+ * a partition from the changelog while its users are not cached. */
+typedef struct sseg_state_wb_s sseg_state_wb_t;
+sseg_state_wb_t *sseg_state_wb_new(void);
+void sseg_state_wb_put(sseg_state_wb_t *w, const void *k, size_t kl, const void *v, size_t vl);
+void sseg_state_wb_delete(sseg_state_wb_t *w, const void *k, size_t kl);
+void sseg_state_wb_delete_range(sseg_state_wb_t *w, const void *lo, size_t lol, const void *hi,
+                                size_t hil);
+int sseg_state_wb_count(const sseg_state_wb_t *w);
+/* Writes and clears the batch (waits for the cycle's batch in flight first). */
+sseg_err_t sseg_state_wb_write(sseg_state_t *st, sseg_state_wb_t *w, char *errstr,
+                               size_t errstr_size);
+void sseg_state_wb_destroy(sseg_state_wb_t *w);
+
 /* Point read of a stored value (not through the cache). *val is malloc'ed: free() it. */
 sseg_err_t sseg_state_read(sseg_state_t *st, const void *k, size_t kl, char **val, size_t *vl,
                            char *errstr, size_t errstr_size);

@@ -168,34 +168,46 @@ static sseg_err_t apply(rctx_t *r, const rd_kafka_message_t *m, char *errstr, si
                 sseg_state_wb_delete(r->w, key, kl);
         } else {
                 sseg_state_wb_put(r->w, key, kl, m->payload, m->len);
-                size_t tkl = timer_key_of(m->payload, m->len, r->part, m->key, m->key_len, tk);
-                if (tkl)
-                        sseg_state_wb_put(r->w, tk, tkl, "", 0);
+                const void *due = NULL;
+                size_t dl = 0;
+                char db[24];
+                if (h && !rd_kafka_header_get_last(h, SSEG_CHANGELOG_TIMER_HEADER, &due, &dl) &&
+                    due && dl > 0 && dl < sizeof(db)) {
+                        memcpy(db, due, dl);
+                        db[dl] = '\0';
+                        int64_t d = strtoll(db, NULL, 10);
+                        if (d > 0) {
+                                size_t tkl =
+                                    sseg_churnstage_timer_key(tk, r->part, d, m->key, m->key_len);
+                                sseg_state_wb_put(r->w, tk, tkl, "", 0);
+                        }
+                }
         }
         r->pending++;
         return SSEG_OK;
 }
 
-sseg_err_t sseg_changelog_restore(sseg_changelog_t *c, int32_t part, sseg_partmeta_t *meta,
-                                  int *have, char *errstr, size_t errstr_size) {
-        int64_t lo = 0, hi = 0;
-        rd_kafka_resp_err_t kerr =
-            rd_kafka_query_watermark_offsets(c->rk, c->topic, part, &lo, &hi, WATERMARK_MS);
-        if (kerr) {
-                errf(errstr, errstr_size, "state.changelog.topic %s [%d]: watermarks: %s", c->topic,
-                     part, rd_kafka_err2str(kerr));
-                return SSEG_ERR_KAFKA;
-        }
+/* Per partition of a restore: what to read, and the cycle being collected. */
+typedef struct {
+        rctx_t r;
+        int64_t lo, hi, next;
+        int reading;
+} prest_t;
+
+/* Decides what partition k needs (see changelog.h); 1 when it must be read. */
+static int plan(sseg_changelog_t *c, prest_t *x, int32_t part, sseg_partmeta_t *meta, int *have,
+                sseg_state_wb_t *clear) {
+        int64_t lo = x->lo, hi = x->hi;
         if (*have && meta->changelog_next == hi) {
                 c->stats.reuses++;
                 sseg_info("changelog: partition %d: local state is current (changelog offset "
                           "%lld), no restore",
                           part, (long long)hi);
-                return SSEG_OK;
+                return 0;
         }
         if (!*have && hi == lo) {
                 meta->changelog_next = hi; /* nothing anywhere yet: a new partition */
-                return SSEG_OK;
+                return 0;
         }
         if (*have && meta->changelog_next < 0 && hi == lo) {
                 sseg_warn("changelog: partition %d has local state from before "
@@ -203,101 +215,157 @@ sseg_err_t sseg_changelog_restore(sseg_changelog_t *c, int32_t part, sseg_partme
                           "as they change, so a restore elsewhere misses the others until then",
                           part);
                 meta->changelog_next = hi;
-                return SSEG_OK;
+                return 0;
         }
         int incremental = *have && meta->changelog_next >= lo && meta->changelog_next < hi;
-        int64_t from = incremental ? meta->changelog_next : lo;
-        double t0 = mono_ms();
-        rctx_t r = {.c = c, .part = part, .incremental = incremental, .w = sseg_state_wb_new()};
-        if (!r.w) {
-                errf(errstr, errstr_size, "out of memory");
-                return SSEG_ERR_NOMEM;
-        }
-        sseg_err_t err = SSEG_OK;
+        x->next = incremental ? meta->changelog_next : lo;
+        x->r.incremental = incremental;
         if (!incremental) {
                 /* Rebuilt from nothing: the local progress goes too (a changelog without a
                  * complete cycle restarts the partition from its first offset). */
                 *have = 0;
                 memset(meta, 0, sizeof(*meta));
                 meta->next_offset = -1;
-                clear_partition(r.w, part);
-                if ((err = sseg_state_wb_write(c->st, r.w, errstr, errstr_size))) {
-                        sseg_state_wb_destroy(r.w);
-                        return err;
-                }
+                clear_partition(clear, part);
         }
         sseg_info("changelog: partition %d: %s from changelog offsets [%lld, %lld)", part,
-                  incremental ? "catching up" : "rebuilding", (long long)from, (long long)hi);
-        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(l, c->topic, part)->offset = from;
-        kerr = rd_kafka_assign(c->rk, l);
-        rd_kafka_topic_partition_list_destroy(l);
-        if (kerr) {
-                sseg_state_wb_destroy(r.w);
-                errf(errstr, errstr_size, "state.changelog.topic %s [%d]: assign: %s", c->topic,
-                     part, rd_kafka_err2str(kerr));
-                return SSEG_ERR_KAFKA;
+                  incremental ? "catching up" : "rebuilding", (long long)x->next, (long long)hi);
+        return 1;
+}
+
+sseg_err_t sseg_changelog_restore_many(sseg_changelog_t *c, const int32_t *parts,
+                                       sseg_partmeta_t *metas, int *have, int n, char *errstr,
+                                       size_t errstr_size) {
+        if (n <= 0)
+                return SSEG_OK;
+        prest_t *xs = calloc((size_t)n, sizeof(*xs));
+        sseg_state_wb_t *clear = sseg_state_wb_new();
+        if (!xs || !clear) {
+                free(xs);
+                sseg_state_wb_destroy(clear);
+                errf(errstr, errstr_size, "out of memory");
+                return SSEG_ERR_NOMEM;
         }
-        int64_t next = from;
-        double last = mono_ms();
-        while (!err && next < hi) {
-                ssize_t n = rd_kafka_consume_batch_queue(c->q, 20, c->msgs, BATCH_MAX);
-                for (ssize_t i = 0; i < n; i++) {
-                        rd_kafka_message_t *m = c->msgs[i];
-                        if (!err && m->err) {
-                                errf(errstr, errstr_size, "state.changelog.topic %s [%d]: %s",
-                                     c->topic, part, rd_kafka_message_errstr(m));
-                                err = SSEG_ERR_KAFKA;
-                        } else if (!err && m->partition == part && m->offset >= next &&
-                                   m->offset < hi) {
-                                c->stats.records++;
-                                next = m->offset + 1;
-                                err = apply(&r, m, errstr, errstr_size);
-                        }
-                        rd_kafka_message_destroy(m);
+        sseg_err_t err = SSEG_OK;
+        int nread = 0;
+        for (int k = 0; k < n && !err; k++) {
+                prest_t *x = &xs[k];
+                rd_kafka_resp_err_t kerr = rd_kafka_query_watermark_offsets(
+                    c->rk, c->topic, parts[k], &x->lo, &x->hi, WATERMARK_MS);
+                if (kerr) {
+                        errf(errstr, errstr_size, "state.changelog.topic %s [%d]: watermarks: %s",
+                             c->topic, parts[k], rd_kafka_err2str(kerr));
+                        err = SSEG_ERR_KAFKA;
+                        break;
                 }
-                if (n > 0) {
-                        last = mono_ms();
-                } else if (mono_ms() - last > STALL_MS) {
-                        errf(errstr, errstr_size,
-                             "state.changelog.topic %s [%d]: no record for %d s at offset %lld "
-                             "of %lld (records lost to retention?)",
-                             c->topic, part, STALL_MS / 1000, (long long)next, (long long)hi);
+                x->r = (rctx_t){.c = c, .part = parts[k]};
+                if ((x->reading = plan(c, x, parts[k], &metas[k], &have[k], clear))) {
+                        if (!(x->r.w = sseg_state_wb_new()))
+                                err = SSEG_ERR_NOMEM;
+                        nread++;
+                }
+        }
+        if (!err && sseg_state_wb_count(clear))
+                err = sseg_state_wb_write(c->st, clear, errstr, errstr_size);
+        sseg_state_wb_destroy(clear);
+        double t0 = mono_ms();
+        if (!err && nread) {
+                rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(nread);
+                for (int k = 0; k < n; k++)
+                        if (xs[k].reading)
+                                rd_kafka_topic_partition_list_add(l, c->topic, parts[k])->offset =
+                                    xs[k].next;
+                rd_kafka_resp_err_t kerr = rd_kafka_assign(c->rk, l);
+                rd_kafka_topic_partition_list_destroy(l);
+                if (kerr) {
+                        errf(errstr, errstr_size, "state.changelog.topic %s: assign: %s", c->topic,
+                             rd_kafka_err2str(kerr));
                         err = SSEG_ERR_KAFKA;
                 }
         }
-        rd_kafka_assign(c->rk, NULL);
-        if (!err) {
-                c->stats.discarded += r.pending;
-                if (r.have_meta) {
-                        *meta = r.meta;
-                        *have = 1;
+        /* All partitions read at once, each record routed to its partition's restore. */
+        int left = nread;
+        double last = mono_ms();
+        while (!err && left > 0) {
+                ssize_t m = rd_kafka_consume_batch_queue(c->q, 20, c->msgs, BATCH_MAX);
+                for (ssize_t i = 0; i < m; i++) {
+                        rd_kafka_message_t *msg = c->msgs[i];
+                        prest_t *x = NULL;
+                        for (int k = 0; k < n && !x; k++)
+                                if (xs[k].reading && parts[k] == msg->partition)
+                                        x = &xs[k];
+                        if (!err && msg->err) {
+                                errf(errstr, errstr_size, "state.changelog.topic %s [%d]: %s",
+                                     c->topic, msg->partition, rd_kafka_message_errstr(msg));
+                                err = SSEG_ERR_KAFKA;
+                        } else if (!err && x && x->next < x->hi && msg->offset >= x->next &&
+                                   msg->offset < x->hi) {
+                                c->stats.records++;
+                                x->next = msg->offset + 1;
+                                err = apply(&x->r, msg, errstr, errstr_size);
+                                if (x->next >= x->hi)
+                                        left--;
+                        }
+                        rd_kafka_message_destroy(msg);
                 }
-                /* The restored state now corresponds to the whole changelog. */
-                meta->changelog_next = hi;
-                if (*have) {
-                        sseg_state_wb_destroy(r.w);
-                        r.w = sseg_state_wb_new();
-                        char mk[5] = {'o'}, mv[SSEG_STATE_META_BYTES];
-                        be32(mk + 1, (uint32_t)part);
-                        sseg_state_pack_meta(meta, mv);
-                        sseg_state_wb_put(r.w, mk, sizeof(mk), mv, sizeof(mv));
-                        err = sseg_state_wb_write(c->st, r.w, errstr, errstr_size);
+                if (m > 0) {
+                        last = mono_ms();
+                } else if (mono_ms() - last > STALL_MS) {
+                        errf(errstr, errstr_size,
+                             "state.changelog.topic %s: no record for %d s with %d partitions "
+                             "left to restore (records lost to retention?)",
+                             c->topic, STALL_MS / 1000, left);
+                        err = SSEG_ERR_KAFKA;
                 }
         }
-        sseg_state_wb_destroy(r.w);
+        if (nread)
+                rd_kafka_assign(c->rk, NULL);
+        double secs = (mono_ms() - t0) / 1e3;
+        uint64_t users = 0;
+        for (int k = 0; k < n; k++) {
+                prest_t *x = &xs[k];
+                if (!err && x->reading) {
+                        c->stats.discarded += x->r.pending;
+                        if (x->r.have_meta) {
+                                metas[k] = x->r.meta;
+                                have[k] = 1;
+                        }
+                        /* The restored state now corresponds to the whole changelog. */
+                        metas[k].changelog_next = x->hi;
+                        if (have[k]) {
+                                sseg_state_wb_destroy(x->r.w);
+                                x->r.w = sseg_state_wb_new();
+                                char mk[5] = {'o'}, mv[SSEG_STATE_META_BYTES];
+                                be32(mk + 1, (uint32_t)parts[k]);
+                                sseg_state_pack_meta(&metas[k], mv);
+                                sseg_state_wb_put(x->r.w, mk, sizeof(mk), mv, sizeof(mv));
+                                err = sseg_state_wb_write(c->st, x->r.w, errstr, errstr_size);
+                        }
+                        users += x->r.users;
+                        c->stats.restores++;
+                        sseg_info("changelog: partition %d: %llu user records applied, resuming "
+                                  "at input offset %lld",
+                                  parts[k], (unsigned long long)x->r.users,
+                                  (long long)(have[k] ? metas[k].next_offset : 0));
+                }
+                sseg_state_wb_destroy(x->r.w);
+        }
+        free(xs);
         if (err)
                 return err;
-        double secs = (mono_ms() - t0) / 1e3;
-        c->stats.restores++;
-        c->stats.users += r.users;
-        c->stats.seconds += secs;
-        c->stats.last_rate = secs > 0 ? (double)r.users / secs : 0;
-        sseg_info("changelog: partition %d: %llu user records applied in %.2f s (%.0f users/s), "
-                  "resuming at input offset %lld",
-                  part, (unsigned long long)r.users, secs, c->stats.last_rate,
-                  (long long)(*have ? meta->next_offset : 0));
+        if (nread) {
+                c->stats.users += users;
+                c->stats.seconds += secs;
+                c->stats.last_rate = secs > 0 ? (double)users / secs : 0;
+                sseg_info("changelog: %d partitions restored: %llu users in %.2f s (%.0f users/s)",
+                          nread, (unsigned long long)users, secs, c->stats.last_rate);
+        }
         return SSEG_OK;
+}
+
+sseg_err_t sseg_changelog_restore(sseg_changelog_t *c, int32_t part, sseg_partmeta_t *meta,
+                                  int *have, char *errstr, size_t errstr_size) {
+        return sseg_changelog_restore_many(c, &part, meta, have, 1, errstr, errstr_size);
 }
 
 void sseg_changelog_get_stats(const sseg_changelog_t *c, sseg_changelog_stats_t *s) {

@@ -9,9 +9,11 @@
  *   key = SSEG_CHANGELOG_META_KEY, value = the partition's progress (sseg_state_pack_meta),
  *         closing the cycle's records of that partition.
  * Every record carries the header "sseg.cycle" = a tag unique to the cycle (process start +
- * cycle number). A restore applies a cycle's user records only when the meta record with the
- * same tag follows them: records of a cycle that crashed before its meta was delivered (and
- * was then replayed under another tag) are discarded.
+ * cycle number); a user record with a churn timer also "sseg.timer" = its due time (decimal
+ * ms), so a restore recreates the timer index without decompressing the state. A restore applies a
+ * cycle's user records only when the meta record with the same tag follows them: records of a cycle
+ * that crashed before its meta was delivered (and was then replayed under another tag) are
+ * discarded.
  *
  * On assignment (sseg_changelog_restore) the partition's local state is
  *   reused      when its stored changelog offset equals the changelog's end (current);
@@ -29,6 +31,7 @@
 #define SSEG_CHANGELOG_META_KEY     "\x01sseg.meta"
 #define SSEG_CHANGELOG_META_KEY_LEN 10
 #define SSEG_CHANGELOG_CYCLE_HEADER "sseg.cycle"
+#define SSEG_CHANGELOG_TIMER_HEADER "sseg.timer" /* user records: the churn timer's due ms */
 
 typedef struct sseg_changelog_s sseg_changelog_t;
 
@@ -41,6 +44,11 @@ sseg_changelog_t *sseg_changelog_new(const char *topic, sseg_state_t *st, rd_kaf
  * restored). Blocks while it reads; errors name the topic. */
 sseg_err_t sseg_changelog_restore(sseg_changelog_t *c, int32_t partition, sseg_partmeta_t *meta,
                                   int *have, char *errstr, size_t errstr_size);
+
+/* The same for n partitions at once (an assignment): all of them are read together. */
+sseg_err_t sseg_changelog_restore_many(sseg_changelog_t *c, const int32_t *parts,
+                                       sseg_partmeta_t *metas, int *have, int n, char *errstr,
+                                       size_t errstr_size);
 
 typedef struct {
         uint64_t restores, reuses; /* partitions restored (caught up or rebuilt) / reused */

@@ -79,12 +79,31 @@ static int user_cb(void *opaque, const char *k, size_t kl, const char *v, size_t
         return 0;
 }
 
+static int timer_cb(void *opaque, const char *k, size_t kl, const char *v, size_t vl) {
+        int32_t part;
+        int64_t due;
+        const char *uid;
+        size_t len;
+        if (!sseg_churnstage_timer_key_parse(k, kl, &part, &due, &uid, &len)) {
+                sseg_buf_t b;
+                sseg_buf_init(&b);
+                sseg_buf_printf(&b, "{\"partition\":%d,\"due_ms\":%lld,\"user_id\":", part,
+                                (long long)due);
+                sseg_buf_json_str(&b, uid, len);
+                sseg_buf_printf(&b, "}\n");
+                fwrite(b.p, 1, b.len, stdout);
+                sseg_buf_free(&b);
+        }
+        return 0;
+}
+
 static void usage(FILE *fp) {
         fprintf(fp, "Usage: streamseg inspect -X state.dir=DIR [-c FILE] (--user ID | --offsets |"
-                    " --model | --dump [--raw])\n"
+                    " --model | --timers | --dump [--raw])\n"
                     "  --model     the stored models as JSON: the segmentation (K-means) model and "
                     "the\n              churn parameters with their fit\n"
                     "  --offsets   per-partition next offset, processed and dead-lettered counts\n"
+                    "  --timers    the churn timer index: partition, due time, user, in due order\n"
                     "  --user ID   the user's profile (JSON) as of its partition's watermark\n"
                     "  --dump      every user's profile, one JSON object per line, in key order\n"
                     "  --raw       with --dump: partition, user id and the stored bytes in hex\n");
@@ -112,7 +131,7 @@ static int print_models(sseg_state_t *st, const sseg_conf_t *conf) {
 int sseg_cmd_inspect(int argc, char **argv) {
         sseg_conf_t *conf = sseg_conf_new();
         const char *user = NULL;
-        int offsets = 0, dump = 0, raw = 0, model = 0;
+        int offsets = 0, dump = 0, raw = 0, model = 0, timers = 0;
         int i = 1, rc = 0;
         while (i < argc) {
                 int r = sseg_cli_conf_opt(conf, argc, argv, &i);
@@ -131,6 +150,9 @@ int sseg_cmd_inspect(int argc, char **argv) {
                 } else if (!strcmp(argv[i], "--model")) {
                         model = 1;
                         i++;
+                } else if (!strcmp(argv[i], "--timers")) {
+                        timers = 1;
+                        i++;
                 } else if (!strcmp(argv[i], "--dump")) {
                         dump = 1;
                         i++;
@@ -148,7 +170,7 @@ int sseg_cmd_inspect(int argc, char **argv) {
                         return 2;
                 }
         }
-        if (!user && !offsets && !dump && !model) {
+        if (!user && !offsets && !dump && !model && !timers) {
                 usage(stderr);
                 sseg_conf_destroy(conf);
                 return 2;
@@ -203,6 +225,10 @@ int sseg_cmd_inspect(int argc, char **argv) {
         }
         if (model && print_models(st, conf))
                 rc = 1;
+        if (timers && sseg_state_scan(st, "t", 1, timer_cb, NULL, err, sizeof(err))) {
+                fprintf(stderr, "streamseg inspect: %s\n", err);
+                rc = 1;
+        }
         if (dump) {
                 if (sseg_state_scan(st, "u", 1, user_cb, c, err, sizeof(err))) {
                         fprintf(stderr, "streamseg inspect: %s\n", err);

@@ -235,11 +235,16 @@ static sseg_err_t deliver_outputs(sseg_pipeline_t *p) {
 }
 
 /* One changelog record (val NULL: a tombstone) to the input partition's changelog partition,
- * tagged with the cycle. */
+ * tagged with the cycle, and with the user's timer when it has one. */
 static sseg_err_t changelog_put(sseg_pipeline_t *p, int32_t partition, const void *key, size_t klen,
-                                const void *val, size_t vlen) {
-        rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+                                const void *val, size_t vlen, int64_t timer_due) {
+        rd_kafka_headers_t *h = rd_kafka_headers_new(2);
         rd_kafka_header_add(h, SSEG_CHANGELOG_CYCLE_HEADER, -1, p->cycle_tag, -1);
+        if (timer_due > 0) {
+                char d[24];
+                snprintf(d, sizeof(d), "%lld", (long long)timer_due);
+                rd_kafka_header_add(h, SSEG_CHANGELOG_TIMER_HEADER, -1, d, -1);
+        }
         return produce(p, p->clog_rkt, partition, key, klen, val, vlen, h);
 }
 
@@ -249,7 +254,7 @@ sseg_err_t sseg_pipeline_changelog_erase(sseg_pipeline_t *p, int32_t partition, 
                 return SSEG_OK;
         if (partition >= 0 && partition < MAX_PARTITIONS && p->parts[partition].assigned)
                 p->parts[partition].dirty_meta = 1;
-        return changelog_put(p, partition, uid, len, NULL, 0);
+        return changelog_put(p, partition, uid, len, NULL, 0, 0);
 }
 
 static sseg_err_t emit_profiles(sseg_pipeline_t *p) {
@@ -277,7 +282,8 @@ static sseg_err_t emit_profiles(sseg_pipeline_t *p) {
                 if (p->clog) {
                         char packed[SSEG_STATE_PACKED_MAX];
                         size_t pl = sseg_state_pack_user(&e->u, packed);
-                        if ((err = changelog_put(p, e->partition, e->uid, e->klen, packed, pl)))
+                        if ((err = changelog_put(p, e->partition, e->uid, e->klen, packed, pl,
+                                                 e->u.timer_due_ts)))
                                 return err;
                 }
         }
@@ -382,7 +388,7 @@ static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
                 m.changelog_next = -1; /* not known before delivery; a restore sets its own */
                 sseg_state_pack_meta(&m, mv);
                 if ((err = changelog_put(p, ids[i], SSEG_CHANGELOG_META_KEY,
-                                         SSEG_CHANGELOG_META_KEY_LEN, mv, sizeof(mv))))
+                                         SSEG_CHANGELOG_META_KEY_LEN, mv, sizeof(mv), 0)))
                         return err;
         }
         double t_emit = mono_ms();
@@ -431,40 +437,52 @@ static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
 /* --- rebalance ----------------------------------------------------------------------------- */
 
 static void on_assign(sseg_pipeline_t *p, rd_kafka_topic_partition_list_t *parts) {
-        for (int i = 0; i < parts->cnt; i++) {
+        int n = parts->cnt;
+        int32_t *ids = calloc((size_t)n + 1, sizeof(*ids));
+        int *have = calloc((size_t)n + 1, sizeof(*have));
+        sseg_partmeta_t *metas = calloc((size_t)n + 1, sizeof(*metas));
+        if (!ids || !have || !metas) {
+                set_fatal(p, SSEG_ERR_NOMEM, "out of memory in the assignment");
+                goto out;
+        }
+        char msg[512];
+        for (int i = 0; i < n; i++) {
                 rd_kafka_topic_partition_t *tp = &parts->elems[i];
                 if (tp->partition < 0 || tp->partition >= MAX_PARTITIONS) {
-                        char msg[128];
                         snprintf(msg, sizeof(msg), "partition %d exceeds the supported %d",
                                  tp->partition, MAX_PARTITIONS);
                         set_fatal(p, SSEG_ERR_INVAL, msg);
-                        return;
+                        goto out;
                 }
-                part_t *pt = &p->parts[tp->partition];
-                char msg[512];
+                ids[i] = tp->partition;
                 sseg_err_t err =
-                    sseg_state_meta_get(p->st, tp->partition, &pt->meta, msg, sizeof(msg));
+                    sseg_state_meta_get(p->st, tp->partition, &metas[i], msg, sizeof(msg));
                 if (err && err != SSEG_ERR_NOENT) {
                         set_fatal(p, err, msg);
-                        return;
+                        goto out;
                 }
-                if (p->clog) {
-                        /* Local state that is not current is brought up to the changelog. */
-                        int have = err != SSEG_ERR_NOENT;
-                        sseg_err_t rerr = sseg_changelog_restore(p->clog, tp->partition, &pt->meta,
-                                                                 &have, msg, sizeof(msg));
-                        if (rerr) {
-                                set_fatal(p, rerr, msg);
-                                return;
-                        }
-                        err = have ? SSEG_OK : SSEG_ERR_NOENT;
+                have[i] = err != SSEG_ERR_NOENT;
+        }
+        /* Local state that is not current is brought up to the changelog, for all the
+         * assigned partitions at once. */
+        if (p->clog) {
+                sseg_err_t err =
+                    sseg_changelog_restore_many(p->clog, ids, metas, have, n, msg, sizeof(msg));
+                if (err) {
+                        set_fatal(p, err, msg);
+                        goto out;
+                }
+        }
+        for (int i = 0; i < n; i++) {
+                rd_kafka_topic_partition_t *tp = &parts->elems[i];
+                part_t *pt = &p->parts[tp->partition];
+                pt->meta = metas[i];
+                if (p->clog)
                         p->clog_next[tp->partition] = pt->meta.changelog_next;
-                }
                 /* Seek to the offset stored with the state, never Kafka's committed one: a
                  * partition without stored state is rebuilt from the beginning. */
-                tp->offset =
-                    err == SSEG_ERR_NOENT ? RD_KAFKA_OFFSET_BEGINNING : pt->meta.next_offset;
-                if (err == SSEG_ERR_NOENT)
+                tp->offset = have[i] ? pt->meta.next_offset : RD_KAFKA_OFFSET_BEGINNING;
+                if (!have[i])
                         pt->meta.next_offset = 0;
                 pt->assigned = 1;
                 pt->dirty_meta = 0;
@@ -477,6 +495,10 @@ static void on_assign(sseg_pipeline_t *p, rd_kafka_topic_partition_list_t *parts
                           (unsigned long long)pt->meta.processed,
                           (unsigned long long)pt->meta.dead);
         }
+out:
+        free(ids);
+        free(have);
+        free(metas);
 }
 
 static void on_revoke(sseg_pipeline_t *p, rd_kafka_topic_partition_list_t *parts) {

@@ -6,7 +6,9 @@
 #  3. A restarts with its stale state: it catches up from its stored changelog offset (only
 #     B's records are read), and ends byte-identical to B and to a reference instance that
 #     processed both batches uninterrupted without a changelog;
-#  4. A restarts once more: its state is current, nothing is restored.
+#  4. A restarts once more: its state is current, nothing is restored;
+#  5. with churn on, an instance rebuilt from the changelog has the same users and the same
+#     churn timer index (recreated from the records' timer headers) as the one that wrote it.
 # Model stages are off (segments.k=0, churn off): the comparison is of the data path's state,
 # which does not depend on cycle boundaries.
 set -euo pipefail
@@ -18,7 +20,7 @@ PY=/usr/bin/python3
 COMMON=(-X segments.k=0 -X churn.enabled=false -X erasure.topic=)
 CL=(-X state.changelog.topic=streamseg.changelog)
 
-mock_start --partitions 2 --topic streamseg.changelog:2
+mock_start --partitions 2 --topic streamseg.changelog:2 --topic streamseg.changelog2:2
 
 "$STREAMSEG" gen --users 600 --days 10 --seed 31 --format json --out "$SSEG_TMP/all.jsonl" --quiet
 total=$(wc -l <"$SSEG_TMP/all.jsonl")
@@ -87,4 +89,24 @@ run_streamseg a3 "$SSEG_TMP/A" "${COMMON[@]}" "${CL[@]}"
 wait_until "[ \$(grep -c 'local state is current' '$SSEG_TMP/a3.log') -eq 2 ]" 30 ||
   fail "A's current state was not reused: $(grep changelog "$SSEG_TMP/a3.log" | tail -3)"
 stop_streamseg "$RUN_PID" 10
-echo "ok: $users1 users rebuilt on B, A caught up, both equal the uninterrupted run"
+
+# --- 5: churn timers follow the state ------------------------------------------------------------------
+CL2=(-X state.changelog.topic=streamseg.changelog2 -X segments.k=0 -X churn.refit.interval.ms=0
+  -X erasure.topic=)
+run_streamseg c "$SSEG_TMP/C" "${CL2[@]}"
+wait_processed "$SSEG_TMP/C" "$total" 60 || fail "C not processed"
+stop_streamseg "$RUN_PID" 10
+run_streamseg d "$SSEG_TMP/D" "${CL2[@]}"
+wait_until "[ \$(grep -c 'changelog: partition [01]: .* user records applied' '$SSEG_TMP/d.log') -eq 2 ]" 30 ||
+  fail "D did not restore"
+stop_streamseg "$RUN_PID" 10
+dump "$SSEG_TMP/C" >"$SSEG_TMP/C.dump"
+dump "$SSEG_TMP/D" >"$SSEG_TMP/D.dump"
+cmp -s "$SSEG_TMP/C.dump" "$SSEG_TMP/D.dump" || fail "D's restored users differ from C's"
+"$STREAMSEG" inspect -X "state.dir=$SSEG_TMP/C" --timers >"$SSEG_TMP/C.timers"
+"$STREAMSEG" inspect -X "state.dir=$SSEG_TMP/D" --timers >"$SSEG_TMP/D.timers"
+ntimers=$(wc -l <"$SSEG_TMP/C.timers")
+[ "$ntimers" -gt 100 ] || fail "C has only $ntimers timers"
+cmp -s "$SSEG_TMP/C.timers" "$SSEG_TMP/D.timers" || fail "D's timers differ from C's"
+echo "ok: $users1 users rebuilt on B, A caught up, both equal the uninterrupted run; $ntimers timers restored"
+

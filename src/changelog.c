@@ -95,10 +95,91 @@ static size_t timer_key_of(const char *val, size_t vl, int32_t part, const char 
         return sseg_churnstage_timer_key(out, part, u.timer_due_ts, uid, ul);
 }
 
+/* The timer due time of each user written so far by a restore (so a later record of the user
+ * deletes the timer key the earlier one put), and the updates of the cycle being collected,
+ * applied to it when the cycle's meta record arrives. */
+typedef struct {
+        char **keys;
+        int64_t *due;
+        size_t cap, cnt;
+} duemap_t;
+
+static uint64_t str_hash(const char *s, size_t n) {
+        uint64_t h = 1469598103934665603ULL;
+        for (size_t i = 0; i < n; i++)
+                h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+        return h;
+}
+
+/* The slot of key (len n) in m: its own, or the empty one where it would go. */
+static size_t duemap_slot(const duemap_t *m, const char *k, size_t n) {
+        size_t i = str_hash(k, n) & (m->cap - 1);
+        while (m->keys[i] && (strlen(m->keys[i]) != n || memcmp(m->keys[i], k, n)))
+                i = (i + 1) & (m->cap - 1);
+        return i;
+}
+
+static int duemap_get(const duemap_t *m, const char *k, size_t n, int64_t *due) {
+        if (!m->cap)
+                return 0;
+        size_t i = duemap_slot(m, k, n);
+        if (!m->keys[i])
+                return 0;
+        *due = m->due[i];
+        return 1;
+}
+
+static int duemap_put(duemap_t *m, const char *k, size_t n, int64_t due) {
+        if ((m->cnt + 1) * 2 > m->cap) {
+                duemap_t g = {calloc(m->cap ? m->cap * 2 : 1024, sizeof(char *)),
+                              calloc(m->cap ? m->cap * 2 : 1024, sizeof(int64_t)),
+                              m->cap ? m->cap * 2 : 1024, 0};
+                if (!g.keys || !g.due) {
+                        free(g.keys);
+                        free(g.due);
+                        return -1;
+                }
+                for (size_t i = 0; i < m->cap; i++)
+                        if (m->keys[i]) {
+                                size_t j = duemap_slot(&g, m->keys[i], strlen(m->keys[i]));
+                                g.keys[j] = m->keys[i];
+                                g.due[j] = m->due[i];
+                                g.cnt++;
+                        }
+                free(m->keys);
+                free(m->due);
+                *m = g;
+        }
+        size_t i = duemap_slot(m, k, n);
+        if (!m->keys[i]) {
+                if (!(m->keys[i] = strndup(k, n)))
+                        return -1;
+                m->cnt++;
+        }
+        m->due[i] = due;
+        return 0;
+}
+
+static void duemap_free(duemap_t *m) {
+        for (size_t i = 0; i < m->cap; i++)
+                free(m->keys[i]);
+        free(m->keys);
+        free(m->due);
+        memset(m, 0, sizeof(*m));
+}
+
+typedef struct {
+        char uid[SSEG_USER_ID_MAX + 1];
+        int64_t due;
+} dueupd_t;
+
 typedef struct {
         sseg_changelog_t *c;
         int32_t part;
         int incremental; /* local records may exist: delete a replaced user's old timer */
+        duemap_t dues;   /* timers written by this restore, per user */
+        dueupd_t *upd;   /* the pending cycle's timer changes */
+        size_t nupd, capupd;
         sseg_state_wb_t *w;
         char tag[64];     /* the cycle whose records are in w */
         uint64_t pending; /* user records in w */
@@ -127,6 +208,7 @@ static sseg_err_t apply(rctx_t *r, const rd_kafka_message_t *m, char *errstr, si
                         if (!r->w)
                                 return SSEG_ERR_NOMEM;
                         r->pending = 0;
+                        r->nupd = 0;
                 }
                 snprintf(r->tag, sizeof(r->tag), "%s", t);
         }
@@ -148,13 +230,26 @@ static sseg_err_t apply(rctx_t *r, const rd_kafka_message_t *m, char *errstr, si
                 sseg_err_t err = sseg_state_wb_write(r->c->st, r->w, errstr, errstr_size);
                 r->users += r->pending;
                 r->pending = 0;
+                for (size_t i = 0; i < r->nupd && !err; i++)
+                        if (duemap_put(&r->dues, r->upd[i].uid, strlen(r->upd[i].uid),
+                                       r->upd[i].due))
+                                err = SSEG_ERR_NOMEM;
+                r->nupd = 0;
                 return err;
         }
         if (!m->key_len || m->key_len > SSEG_USER_ID_MAX)
                 return SSEG_OK; /* not ours */
         char key[5 + SSEG_USER_ID_MAX], tk[SSEG_CHURN_TIMER_KEY_MAX];
         size_t kl = sseg_state_user_key(key, r->part, m->key, m->key_len);
-        if (r->incremental) {
+        /* The user's timer key as of now: the one an earlier record of this restore put, or
+         * (catching up) the local state's. It goes; the record's own (if any) is put. */
+        int64_t prev = 0;
+        if (duemap_get(&r->dues, m->key, m->key_len, &prev)) {
+                if (prev > 0)
+                        sseg_state_wb_delete(
+                            r->w, tk,
+                            sseg_churnstage_timer_key(tk, r->part, prev, m->key, m->key_len));
+        } else if (r->incremental) {
                 char *old = NULL, e[256];
                 size_t ol = 0;
                 if (!sseg_state_read_committed(r->c->st, key, kl, &old, &ol, e, sizeof(e))) {
@@ -164,25 +259,37 @@ static sseg_err_t apply(rctx_t *r, const rd_kafka_message_t *m, char *errstr, si
                 }
                 free(old);
         }
+        int64_t due = 0;
         if (!m->payload) {
                 sseg_state_wb_delete(r->w, key, kl);
         } else {
                 sseg_state_wb_put(r->w, key, kl, m->payload, m->len);
-                const void *due = NULL;
+                const void *dv = NULL;
                 size_t dl = 0;
                 char db[24];
-                if (h && !rd_kafka_header_get_last(h, SSEG_CHANGELOG_TIMER_HEADER, &due, &dl) &&
-                    due && dl > 0 && dl < sizeof(db)) {
-                        memcpy(db, due, dl);
+                if (h && !rd_kafka_header_get_last(h, SSEG_CHANGELOG_TIMER_HEADER, &dv, &dl) &&
+                    dv && dl > 0 && dl < sizeof(db)) {
+                        memcpy(db, dv, dl);
                         db[dl] = '\0';
-                        int64_t d = strtoll(db, NULL, 10);
-                        if (d > 0) {
-                                size_t tkl =
-                                    sseg_churnstage_timer_key(tk, r->part, d, m->key, m->key_len);
-                                sseg_state_wb_put(r->w, tk, tkl, "", 0);
-                        }
+                        due = strtoll(db, NULL, 10);
+                        if (due > 0)
+                                sseg_state_wb_put(
+                                    r->w, tk,
+                                    sseg_churnstage_timer_key(tk, r->part, due, m->key, m->key_len),
+                                    "", 0);
                 }
         }
+        if (r->nupd == r->capupd) {
+                size_t cap = r->capupd ? r->capupd * 2 : 1024;
+                dueupd_t *nu = realloc(r->upd, cap * sizeof(*nu));
+                if (!nu)
+                        return SSEG_ERR_NOMEM;
+                r->upd = nu;
+                r->capupd = cap;
+        }
+        memcpy(r->upd[r->nupd].uid, m->key, m->key_len);
+        r->upd[r->nupd].uid[m->key_len] = '\0';
+        r->upd[r->nupd++].due = due < 0 ? 0 : due;
         r->pending++;
         return SSEG_OK;
 }
@@ -349,6 +456,8 @@ sseg_err_t sseg_changelog_restore_many(sseg_changelog_t *c, const int32_t *parts
                                   (long long)(have[k] ? metas[k].next_offset : 0));
                 }
                 sseg_state_wb_destroy(x->r.w);
+                duemap_free(&x->r.dues);
+                free(x->r.upd);
         }
         free(xs);
         if (err)

@@ -51,7 +51,10 @@ sseg_changelog_t *sseg_changelog_new(const char *topic, sseg_state_t *st, rd_kaf
                 return NULL;
         }
         c->st = st;
-        if (rd_kafka_conf_set(kc, "enable.partition.eof", "false", kerr, sizeof(kerr)) ||
+        /* The end of a partition is signalled (EOF at the high watermark, or at the last stable
+         * offset when reading committed records only: transaction markers are never
+         * delivered, so offsets alone would not tell). */
+        if (rd_kafka_conf_set(kc, "enable.partition.eof", "true", kerr, sizeof(kerr)) ||
             !(c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, kerr, sizeof(kerr)))) {
                 rd_kafka_conf_destroy(kc);
                 errf(errstr, errstr_size,
@@ -298,7 +301,7 @@ static sseg_err_t apply(rctx_t *r, const rd_kafka_message_t *m, char *errstr, si
 typedef struct {
         rctx_t r;
         int64_t lo, hi, next;
-        int reading;
+        int reading, done;
 } prest_t;
 
 /* Decides what partition k needs (see changelog.h); 1 when it must be read. */
@@ -401,17 +404,24 @@ sseg_err_t sseg_changelog_restore_many(sseg_changelog_t *c, const int32_t *parts
                         for (int k = 0; k < n && !x; k++)
                                 if (xs[k].reading && parts[k] == msg->partition)
                                         x = &xs[k];
-                        if (!err && msg->err) {
+                        if (!err && msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                                if (x && !x->done && msg->offset >= x->hi) {
+                                        x->done = 1;
+                                        left--;
+                                }
+                        } else if (!err && msg->err) {
                                 errf(errstr, errstr_size, "state.changelog.topic %s [%d]: %s",
                                      c->topic, msg->partition, rd_kafka_message_errstr(msg));
                                 err = SSEG_ERR_KAFKA;
-                        } else if (!err && x && x->next < x->hi && msg->offset >= x->next &&
+                        } else if (!err && x && !x->done && msg->offset >= x->next &&
                                    msg->offset < x->hi) {
                                 c->stats.records++;
                                 x->next = msg->offset + 1;
                                 err = apply(&x->r, msg, errstr, errstr_size);
-                                if (x->next >= x->hi)
+                                if (x->next >= x->hi) {
+                                        x->done = 1;
                                         left--;
+                                }
                         }
                         rd_kafka_message_destroy(msg);
                 }

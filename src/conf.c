@@ -75,6 +75,12 @@ static const prop_t props[] = {
      "P; needs at least as many partitions as input.topic): written each commit cycle, read to "
      "restore a partition assigned without current local state (docs/scaling.md). Set it when "
      "running several instances; empty disables it."},
+    {"processing.guarantee", T_ENUM, "at_least_once", 0, 0, "at_least_once|exactly_once",
+     OFF(processing_guarantee),
+     "exactly_once: each commit cycle's outputs, changelog records and input offsets form one "
+     "Kafka transaction (consumers of the outputs read with isolation.level=read_committed); "
+     "needs state.changelog.topic, from which local state is caught up after an unclean stop. "
+     "at_least_once: outputs may repeat after a crash (deduplicate on the sseg.id header)."},
     {"state.cache.max.bytes", T_BYTES, "512M", 1 << 20, 1LL << 40, NULL, OFF(state_cache_max_bytes),
      "Bound of the in-memory write-back cache of user states (suffixes K, M, G). A full "
      "cache ends the commit cycle early."},

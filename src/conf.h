@@ -39,6 +39,7 @@ typedef struct {
         /* state and cycles */
         char *state_dir;
         char *state_changelog_topic; /* "" : no changelog */
+        int processing_guarantee;    /* 0 at_least_once, 1 exactly_once */
         int64_t state_cache_max_bytes;
         int64_t state_sync;
         int64_t commit_interval_ms;

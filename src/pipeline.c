@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "changelog.h"
@@ -88,6 +89,8 @@ struct sseg_pipeline_s {
         rd_kafka_topic_t *clog_rkt;
         int64_t *clog_next; /* per partition: changelog offset after the last delivered record */
         char cycle_tag[64]; /* "sseg.cycle" header of this cycle's changelog records */
+        int eos;            /* processing.guarantee=exactly_once: one transaction per cycle */
+        int txn_open;
         uint64_t cycle_seq;
         uint64_t start_ns;
 };
@@ -169,6 +172,67 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
         return 0; /* librdkafka frees json */
 }
 
+/* --- transactions (processing.guarantee=exactly_once) -------------------------------------- */
+
+/* A transaction API error: fatal for the run (the cycle is replayed, or caught up from the
+ * changelog, on restart); an abortable one aborts the open transaction first. */
+static sseg_err_t txn_fail(sseg_pipeline_t *p, const char *what, rd_kafka_error_t *error) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "transaction %s failed: %s%s", what,
+                 rd_kafka_error_string(error),
+                 rd_kafka_error_is_fatal(error)
+                     ? " (fatal: another instance with the same transactional.id?)"
+                     : "");
+        if (rd_kafka_error_txn_requires_abort(error)) {
+                rd_kafka_error_t *a = rd_kafka_abort_transaction(p->producer, 30000);
+                if (a)
+                        rd_kafka_error_destroy(a);
+                p->txn_open = 0;
+        }
+        rd_kafka_error_destroy(error);
+        set_fatal(p, SSEG_ERR_KAFKA, msg);
+        return SSEG_ERR_KAFKA;
+}
+
+static sseg_err_t txn_begin(sseg_pipeline_t *p) {
+        if (!p->eos || p->txn_open)
+                return SSEG_OK;
+        rd_kafka_error_t *error = rd_kafka_begin_transaction(p->producer);
+        if (error)
+                return txn_fail(p, "begin", error);
+        p->txn_open = 1;
+        return SSEG_OK;
+}
+
+/* Commits the cycle's transaction with the input offsets of its partitions. */
+static sseg_err_t txn_commit(sseg_pipeline_t *p, const int32_t *ids, const sseg_partmeta_t *metas,
+                             int n) {
+        sseg_err_t err;
+        if (!p->eos || (!p->txn_open && !n))
+                return SSEG_OK;
+        if ((err = txn_begin(p)))
+                return err;
+        if (n) {
+                rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(n);
+                for (int i = 0; i < n; i++)
+                        rd_kafka_topic_partition_list_add(offs, p->conf->input_topic, ids[i])
+                            ->offset = metas[i].next_offset;
+                rd_kafka_consumer_group_metadata_t *md =
+                    rd_kafka_consumer_group_metadata(p->consumer);
+                rd_kafka_error_t *error =
+                    rd_kafka_send_offsets_to_transaction(p->producer, offs, md, -1);
+                rd_kafka_consumer_group_metadata_destroy(md);
+                rd_kafka_topic_partition_list_destroy(offs);
+                if (error)
+                        return txn_fail(p, "offsets", error);
+        }
+        rd_kafka_error_t *error = rd_kafka_commit_transaction(p->producer, -1);
+        if (error)
+                return txn_fail(p, "commit", error);
+        p->txn_open = 0;
+        return SSEG_OK;
+}
+
 /* --- commit cycle --------------------------------------------------------------------- */
 
 static sseg_err_t produce(sseg_pipeline_t *p, rd_kafka_topic_t *rkt, int32_t partition,
@@ -178,6 +242,11 @@ static sseg_err_t produce(sseg_pipeline_t *p, rd_kafka_topic_t *rkt, int32_t par
                 p->offline_bytes += klen + vlen;
                 rd_kafka_headers_destroy(hdrs);
                 return SSEG_OK;
+        }
+        sseg_err_t terr = txn_begin(p);
+        if (terr) {
+                rd_kafka_headers_destroy(hdrs);
+                return terr;
         }
         for (int tries = 0;; tries++) {
                 rd_kafka_resp_err_t err = rd_kafka_producev(
@@ -370,7 +439,7 @@ static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
                         metas[n++] = p->parts[i].meta;
                 }
         }
-        if (!ndirty && !n && (p->offline || !rd_kafka_outq_len(p->producer)) &&
+        if (!ndirty && !n && !p->txn_open && (p->offline || !rd_kafka_outq_len(p->producer)) &&
             !sseg_state_batch_count(p->st)) {
                 p->cycle_start = t0;
                 p->cycle_records = 0;
@@ -397,10 +466,14 @@ static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
                         p->aborted = 1;
                 return err;
         }
-        double t_deliver = mono_ms();
         for (int i = 0; p->clog && i < n; i++)
                 metas[i].changelog_next = p->parts[ids[i]].meta.changelog_next =
                     p->clog_next[ids[i]];
+        /* exactly_once: outputs, changelog and input offsets become visible together, before
+         * the local WriteBatch (a crash in between is caught up from the changelog) */
+        if ((err = txn_commit(p, ids, metas, n)))
+                return err;
+        double t_deliver = mono_ms();
         char msg[512];
         if ((err = sseg_state_commit(p->st, ids, metas, n, msg, sizeof(msg)))) {
                 set_fatal(p, err, msg);
@@ -408,7 +481,7 @@ static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
         }
         for (int i = 0; i < n; i++)
                 p->parts[ids[i]].dirty_meta = 0;
-        if (n && !p->offline) {
+        if (n && !p->offline && !p->eos) {
                 /* Kafka's committed offsets only serve lag monitoring: asynchronous. */
                 rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(n);
                 for (int i = 0; i < n; i++)
@@ -858,16 +931,52 @@ static sseg_pipeline_t *pipeline_new(const sseg_conf_t *conf, int offline, sseg_
                 return p;
         }
         char kerr[512];
+        p->eos = conf->processing_guarantee == 1;
+        if (p->eos && !*conf->state_changelog_topic) {
+                errf(errstr, errstr_size,
+                     "processing.guarantee=exactly_once needs state.changelog.topic (local state "
+                     "is caught up from it after an unclean stop)");
+                err = SSEG_ERR_INVAL;
+                goto fail;
+        }
         rd_kafka_conf_t *kc = kafka_conf(p, 0, errstr, errstr_size);
         if (!kc) {
                 err = SSEG_ERR_INVAL;
                 goto fail;
+        }
+        if (p->eos && !sseg_conf_kafka_get(conf, "transactional.id")) {
+                /* Stable per instance: the group and this state directory on this host. */
+                char host[256] = "", real[4096], tid[600];
+                gethostname(host, sizeof(host) - 1);
+                const char *dir = realpath(conf->state_dir, real) ? real : conf->state_dir;
+                const char *g = sseg_conf_kafka_get(conf, "group.id");
+                char both[4600];
+                snprintf(both, sizeof(both), "%s:%s", host, dir);
+                snprintf(tid, sizeof(tid), "%s.%016llx", g ? g : "streamseg",
+                         (unsigned long long)sseg_hash64(both, strlen(both)));
+                if (kset(kc, "transactional.id", tid, errstr, errstr_size)) {
+                        rd_kafka_conf_destroy(kc);
+                        err = SSEG_ERR_INVAL;
+                        goto fail;
+                }
         }
         if (!(p->producer = rd_kafka_new(RD_KAFKA_PRODUCER, kc, kerr, sizeof(kerr)))) {
                 rd_kafka_conf_destroy(kc);
                 errf(errstr, errstr_size, "cannot create the Kafka producer: %s", kerr);
                 err = SSEG_ERR_KAFKA;
                 goto fail;
+        }
+        if (p->eos) {
+                /* Fences an older incarnation and aborts what it left open. */
+                rd_kafka_error_t *error = rd_kafka_init_transactions(p->producer, 60000);
+                if (error) {
+                        errf(errstr, errstr_size,
+                             "processing.guarantee=exactly_once: initialising transactions: %s",
+                             rd_kafka_error_string(error));
+                        rd_kafka_error_destroy(error);
+                        err = SSEG_ERR_KAFKA;
+                        goto fail;
+                }
         }
         p->topics[SSEG_OUTPUT_PROFILES] =
             rd_kafka_topic_new(p->producer, conf->output_profiles_topic, NULL);
@@ -1225,6 +1334,11 @@ void sseg_pipeline_destroy(sseg_pipeline_t *p) {
         if (p->clog_rkt)
                 rd_kafka_topic_destroy(p->clog_rkt);
         free(p->clog_next);
+        if (p->producer && p->txn_open) {
+                rd_kafka_error_t *error = rd_kafka_abort_transaction(p->producer, 5000);
+                if (error)
+                        rd_kafka_error_destroy(error);
+        }
         if (p->producer) {
                 /* Anything still queued was not committed: it is replayed on restart. */
                 rd_kafka_purge(p->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);

@@ -834,6 +834,60 @@ fail:
 static sseg_pipeline_t *pipeline_new(const sseg_conf_t *conf, int offline, sseg_err_t *errp,
                                      char *errstr, size_t errstr_size);
 
+/* The constraints between keys that the table cannot express alone. */
+static sseg_err_t check_keys(const sseg_conf_t *conf, char *errstr, size_t errstr_size) {
+        if (conf->input_format == SSEG_IN_CONFLUENT && !*conf->schema_registry_url &&
+            !*conf->schema_registry_dir) {
+                errf(errstr, errstr_size,
+                     "input.format=confluent needs schema.registry.url or schema.registry.dir");
+                return SSEG_ERR_INVAL;
+        }
+        return SSEG_OK;
+}
+
+sseg_err_t sseg_pipeline_check_conf(const sseg_conf_t *conf, char *errstr, size_t errstr_size) {
+        sseg_err_t err;
+        if ((err = check_keys(conf, errstr, errstr_size)))
+                return err;
+        /* The decoder reads input.schema.file; in 'confluent' mode it only remembers the
+         * registry (schemas are fetched when a record needs one). */
+        sseg_decoder_opts_t dopts = {
+            .format = (sseg_in_format_t)conf->input_format,
+            .schema_file = *conf->input_schema_file ? conf->input_schema_file : NULL,
+            .registry_url = *conf->schema_registry_url ? conf->schema_registry_url : NULL,
+            .registry_dir = *conf->schema_registry_dir ? conf->schema_registry_dir : NULL,
+            .max_skew_ms = conf->input_max_skew_ms,
+            .max_record_bytes = (size_t)conf->input_max_record_bytes,
+        };
+        sseg_decoder_t *dec = sseg_decoder_new(&dopts, &err, errstr, errstr_size);
+        if (!dec)
+                return err ? err : SSEG_ERR_INVAL;
+        sseg_decoder_destroy(dec);
+        if (conf->segments_k != 0) {
+                sseg_kmeans_opts_t o;
+                if ((err = sseg_segstage_opts_from_conf(conf, &o, errstr, errstr_size)))
+                        return err;
+        }
+        /* librdkafka checks every kafka.* name and value in rd_kafka_conf_set(), before any
+         * client exists: build both configurations and throw them away. */
+        sseg_pipeline_t *p = calloc(1, sizeof(*p));
+        if (!p) {
+                errf(errstr, errstr_size, "out of memory");
+                return SSEG_ERR_NOMEM;
+        }
+        p->conf = conf;
+        err = SSEG_OK;
+        for (int consumer = 0; consumer <= 1 && !err; consumer++) {
+                rd_kafka_conf_t *kc = kafka_conf(p, consumer, errstr, errstr_size);
+                if (kc)
+                        rd_kafka_conf_destroy(kc);
+                else
+                        err = SSEG_ERR_INVAL;
+        }
+        sseg_pipeline_destroy(p);
+        return err;
+}
+
 sseg_pipeline_t *sseg_pipeline_new(const sseg_conf_t *conf, sseg_err_t *errp, char *errstr,
                                    size_t errstr_size) {
         return pipeline_new(conf, 0, errp, errstr, errstr_size);
@@ -912,12 +966,8 @@ static sseg_pipeline_t *pipeline_new(const sseg_conf_t *conf, int offline, sseg_
             .max_skew_ms = conf->input_max_skew_ms,
             .max_record_bytes = (size_t)conf->input_max_record_bytes,
         };
-        if (dopts.format == SSEG_IN_CONFLUENT && !dopts.registry_url && !dopts.registry_dir) {
-                errf(errstr, errstr_size,
-                     "input.format=confluent needs schema.registry.url or schema.registry.dir");
-                err = SSEG_ERR_INVAL;
+        if ((err = check_keys(conf, errstr, errstr_size)))
                 goto fail;
-        }
         if (!(p->dec = sseg_decoder_new(&dopts, &err, errstr, errstr_size)))
                 goto fail;
         if (!(p->st = sseg_state_open(conf->state_dir, (size_t)conf->state_cache_max_bytes, 0,

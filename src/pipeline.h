@@ -54,6 +54,12 @@ typedef void(sseg_progress_cb)(void *opaque, const sseg_pipeline_stats_t *s);
 sseg_pipeline_t *sseg_pipeline_new(const sseg_conf_t *conf, sseg_err_t *errp, char *errstr,
                                    size_t errstr_size);
 
+/* Checks conf as sseg_pipeline_new() would, without opening state.dir or connecting
+ * anywhere: the constraints between keys, input.schema.file, the segments.* options together,
+ * and every kafka.* property (librdkafka's own validation, for the producer and the consumer).
+ * Errors name the key. For `streamseg run --check-config`. */
+sseg_err_t sseg_pipeline_check_conf(const sseg_conf_t *conf, char *errstr, size_t errstr_size);
+
 void sseg_pipeline_set_progress_cb(sseg_pipeline_t *p, sseg_progress_cb *cb, void *opaque);
 
 /* Processes until *stop becomes non-zero (graceful: finishes the cycle, commits, closes the

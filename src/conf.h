@@ -108,9 +108,12 @@ sseg_err_t sseg_conf_load_file(sseg_conf_t *conf, const char *path, char *errstr
 /* The kafka.* value for a librdkafka key ("bootstrap.servers"), or NULL when not set. */
 const char *sseg_conf_kafka_get(const sseg_conf_t *conf, const char *rdkey);
 
-/* Prints the property table: as `--help` text, or as the CONFIGURATION.md document. */
+/* Prints the property table: as `--help` text, as the CONFIGURATION.md document, or as a
+ * commented example config file (every key=value default commented out, with its description:
+ * deploy/streamseg.conf.example). */
 void sseg_conf_print_help(FILE *fp);
 void sseg_conf_print_markdown(FILE *fp);
+void sseg_conf_print_example(FILE *fp);
 
 /* Prints the effective configuration (key=value, secrets in kafka.* masked) for logs. */
 void sseg_conf_dump(const sseg_conf_t *conf, FILE *fp);

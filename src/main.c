@@ -28,7 +28,8 @@ static void usage(FILE *fp) {
                 "                                    taobao, cdnow) as events, in time order\n"
                 "  inspect -X state.dir=DIR [--user ID | --offsets | --dump [--raw]]\n"
                 "                                    print a state directory as JSON (read-only)\n"
-                "  config-doc                        print CONFIGURATION.md\n"
+                "  config-doc [--conf]               print CONFIGURATION.md, or (--conf) the\n"
+                "                                    commented example config file\n"
                 "  metrics-doc                       print METRICS.md\n"
                 "  --version, --help\n\n"
                 "`streamseg <command> --help` describes a command.\n\n",
@@ -51,6 +52,14 @@ int main(int argc, char **argv) {
                 return 0;
         }
         if (!strcmp(cmd, "config-doc")) {
+                if (argc > 2 && !strcmp(argv[2], "--conf")) {
+                        sseg_conf_print_example(stdout);
+                        return 0;
+                }
+                if (argc > 2) {
+                        fprintf(stderr, "usage: streamseg config-doc [--conf]\n");
+                        return 2;
+                }
                 sseg_conf_print_markdown(stdout);
                 return 0;
         }

@@ -27,6 +27,25 @@ expect_conf_error 'bad.conf:2: output.format' run -c "$SSEG_TMP/bad.conf"
 expect_conf_error 'kafka.no.such.property' run -X kafka.no.such.property=1 -X "state.dir=$SSEG_TMP/s1"
 expect_conf_error 'schema.registry' run -X input.format=confluent -X "state.dir=$SSEG_TMP/s2"
 
+# run --check-config: the same parsing as run, then exit 0 or 2, never opening state.dir or
+# connecting (the broker and the registry below do not exist: a connection attempt would fail
+# or hang).
+"$STREAMSEG" run --help | grep -q -- '--check-config' || fail "run --help lacks --check-config"
+printf 'input.format=confluent
+schema.registry.url=http://127.0.0.1:9
+' >"$SSEG_TMP/ok.conf"
+out=$("$STREAMSEG" run --check-config -c "$SSEG_TMP/ok.conf" -X kafka.bootstrap.servers=127.0.0.1:9 \
+  -X "state.dir=$SSEG_TMP/s3" -X kafka.client.id=c1) || fail "--check-config on a good config"
+[ "$out" = "config OK" ] || fail "--check-config printed '$out'"
+[ ! -e "$SSEG_TMP/s3" ] || fail "--check-config created state.dir"
+expect_conf_error 'bad.conf:2: output.format' run --check-config -c "$SSEG_TMP/bad.conf"
+expect_conf_error 'no.such.key' run -X no.such.key=1 --check-config
+expect_conf_error 'kafka.no.such.property' run --check-config -X kafka.no.such.property=1
+expect_conf_error 'segments.init.min.users' run --check-config -X segments.k=9 -X segments.init.min.users=5
+expect_conf_error 'schema.registry' run --check-config -X input.format=confluent
+expect_conf_error 'input schema file' run --check-config -X "input.schema.file=$SSEG_TMP/none.avsc"
+[ ! -s "$SSEG_TMP/out" ] || fail "--check-config printed on stdout despite an error: $(cat "$SSEG_TMP/out")"
+
 rc=0
 "$STREAMSEG" inspect -X "state.dir=$SSEG_TMP/none" --offsets 2>"$SSEG_TMP/err" || rc=$?
 [ "$rc" -eq 1 ] && grep -q "$SSEG_TMP/none" "$SSEG_TMP/err" || fail "inspect on a missing dir: rc=$rc $(cat "$SSEG_TMP/err")"

@@ -92,7 +92,12 @@ int sseg_cmd_run(int argc, char **argv) {
         sseg_err_t e;
         if (check_only) {
                 /* A -c or -X error has already returned 2 above, naming FILE:LINE and key. */
-                if ((e = sseg_pipeline_check_conf(conf, err, sizeof(err)))) {
+                char host[256];
+                const char *port;
+                if ((e = sseg_pipeline_check_conf(conf, err, sizeof(err))) ||
+                    (*conf->http_listen &&
+                     (e = sseg_httpd_parse_listen(conf->http_listen, host, sizeof(host), &port, err,
+                                                  sizeof(err))))) {
                         fprintf(stderr, "streamseg: configuration error: %s\n", err);
                         sseg_conf_destroy(conf);
                         return 2;

@@ -323,31 +323,43 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
 
 /* ---- life cycle ------------------------------------------------------------------------- */
 
+sseg_err_t sseg_httpd_parse_listen(const char *listen, char *host, size_t host_size,
+                                   const char **port, char *errstr, size_t errstr_size) {
+        /* HOST:PORT, HOST may be [v6] */
+        const char *colon = strrchr(listen, ':');
+        size_t hl = colon ? (size_t)(colon - listen) : 0;
+        size_t pl = colon ? strlen(colon + 1) : 0;
+        /* at most 5 digits, so strtol cannot overflow */
+        if (!colon || pl == 0 || pl > 5 || strspn(colon + 1, "0123456789") != pl ||
+            strtol(colon + 1, NULL, 10) > 65535 || hl >= host_size) {
+                snprintf(errstr, errstr_size, "http.listen: '%s' is not HOST:PORT", listen);
+                return SSEG_ERR_INVAL;
+        }
+        memcpy(host, listen, hl);
+        host[hl] = '\0';
+        if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+                memmove(host, host + 1, hl - 2);
+                host[hl - 2] = '\0';
+        }
+        *port = colon + 1;
+        return SSEG_OK;
+}
+
 sseg_httpd_t *sseg_httpd_start(sseg_pipeline_t *p, const sseg_conf_t *conf, char *errstr,
                                size_t errstr_size) {
         if (errstr_size)
                 errstr[0] = '\0';
         if (!*conf->http_listen)
                 return NULL;
-        /* HOST:PORT, HOST may be [v6] */
         char host[256];
-        const char *l = conf->http_listen, *colon = strrchr(l, ':');
-        size_t hl = colon ? (size_t)(colon - l) : 0;
-        if (!colon || !colon[1] || hl >= sizeof(host)) {
-                snprintf(errstr, errstr_size, "http.listen: '%s' is not HOST:PORT", l);
+        const char *l = conf->http_listen, *port;
+        if (sseg_httpd_parse_listen(l, host, sizeof(host), &port, errstr, errstr_size))
                 return NULL;
-        }
-        memcpy(host, l, hl);
-        host[hl] = '\0';
-        if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
-                memmove(host, host + 1, hl - 2);
-                host[hl - 2] = '\0';
-        }
         struct addrinfo hints = {.ai_family = AF_UNSPEC,
                                  .ai_socktype = SOCK_STREAM,
                                  .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
         struct addrinfo *ai = NULL;
-        int gerr = getaddrinfo(*host ? host : NULL, colon + 1, &hints, &ai);
+        int gerr = getaddrinfo(*host ? host : NULL, port, &hints, &ai);
         if (gerr) {
                 snprintf(errstr, errstr_size, "http.listen: '%s': %s", l, gai_strerror(gerr));
                 return NULL;
@@ -389,8 +401,8 @@ sseg_httpd_t *sseg_httpd_start(sseg_pipeline_t *p, const sseg_conf_t *conf, char
         render(h);
         sseg_pipeline_set_report_cb(p, report_cb, h,
                                     p ? sseg_pipeline_conf(p)->metrics_interval_ms : 1000);
-        sseg_info("http: listening on %.*s:%d (metrics /metrics, dashboard /)", (int)hl,
-                  conf->http_listen, h->port);
+        sseg_info("http: listening on %.*s:%d (metrics /metrics, dashboard /)", (int)(port - 1 - l),
+                  l, h->port);
         return h;
 }
 

@@ -36,6 +36,12 @@ typedef struct sseg_httpd_s sseg_httpd_t;
 sseg_httpd_t *sseg_httpd_start(sseg_pipeline_t *p, const sseg_conf_t *conf, char *errstr,
                                size_t errstr_size);
 
+/* Splits http.listen "HOST:PORT" (HOST empty, a name, an IPv4 or a [v6] address; PORT a number
+ * 0..65535) into host (brackets removed, at most host_size - 1 bytes) and *port (points into
+ * listen), resolving nothing. The error names http.listen. */
+sseg_err_t sseg_httpd_parse_listen(const char *listen, char *host, size_t host_size,
+                                   const char **port, char *errstr, size_t errstr_size);
+
 /* The bound port (useful with port 0). */
 int sseg_httpd_port(const sseg_httpd_t *h);
 

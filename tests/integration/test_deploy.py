@@ -25,7 +25,7 @@ and checks what can go wrong without running them:
   prometheus its targets are the compose instances on the port of http.listen, path /metrics
   grafana    the dashboard's datasource is the provisioned one, the provider path is where
              compose mounts the dashboards, and its PromQL uses only metric names (and labels)
-             of METRICS.md; it shows events/s, lag, DLQ by reason, commit-cycle p99, segment
+             of the top-level METRICS.md; it shows events/s, lag, DLQ by reason, commit-cycle p99, segment
              sizes, churn alert rate and cache hit rate
   k8s        StatefulSet, ConfigMap, headless Service, PodDisruptionBudget agree: the state
              volume is mounted at state.dir, the config where the entrypoint reads it,
@@ -56,40 +56,6 @@ SRC = os.environ.get("SSEG_SOURCE_DIR") or os.path.normpath(os.path.join(HERE, "
 STREAMSEG = os.environ.get("STREAMSEG") or os.path.join(SRC, "build", "streamseg")
 DEPLOY = os.path.join(SRC, "deploy")
 TMP = tempfile.mkdtemp(prefix="it_deploy.")
-
-# The metric names until METRICS.md exists (the lead's list in the brief of issue 6, item 5):
-# name, labels, type.
-FALLBACK_METRICS = """
-streamseg_info - gauge
-streamseg_up - gauge
-streamseg_ready - gauge
-streamseg_records_in_total - counter
-streamseg_events_processed_total - counter
-streamseg_dead_letters_total reason counter
-streamseg_output_records_total topic counter
-streamseg_users_created_total - counter
-streamseg_partitions_assigned - gauge
-streamseg_partition_lag partition gauge
-streamseg_consumer_lag - gauge
-streamseg_commit_cycles_total - counter
-streamseg_commit_cycle_seconds - histogram
-streamseg_cache_hits_total - counter
-streamseg_cache_misses_total - counter
-streamseg_cache_entries - gauge
-streamseg_rocksdb_memtable_bytes - gauge
-streamseg_rocksdb_table_readers_bytes - gauge
-streamseg_rocksdb_block_cache_bytes - gauge
-streamseg_rocksdb_pending_compaction_bytes - gauge
-streamseg_rocksdb_running_compactions - gauge
-streamseg_rocksdb_live_sst_bytes - gauge
-streamseg_segment_users segment,description gauge
-streamseg_segment_model_version - gauge
-streamseg_segment_changes_total - counter
-streamseg_churn_users level gauge
-streamseg_churn_alerts_total level,direction counter
-streamseg_churn_model_version - gauge
-streamseg_churn_fits_total result counter
-"""
 
 CONF_PATH = "/etc/streamseg/streamseg.conf"  # what the image's entrypoint reads (checked)
 
@@ -382,6 +348,10 @@ def apt_known():
     return known
 
 
+# Runtime packages that are not libraries of the binary: the CA store (SSL to Kafka, https
+# registry) and curl (the HEALTHCHECK).
+RUNTIME_TOOLS = {"ca-certificates", "curl"}
+
 # Packages of debian:bookworm-slim itself (Essential or apt's own dependencies).
 BASE_PACKAGES = {"libc6", "libgcc-s1", "libstdc++6"}
 
@@ -424,6 +394,12 @@ def check_dockerfile(text, build_list, needed, known=None, ignore=None, copy_roo
     provided = set(rpkgs) | BASE_PACKAGES
     for p in rpkgs:
         provided |= depends_of(p)
+    # ...and nothing else: each runtime package owns (or depends on the owner of) a library
+    # the binary needs, or is one of the two tools the stage explains.
+    owners = set(needed.values()) - BASE_PACKAGES  # every package depends on libc6
+    for p in rpkgs:
+        if p not in RUNTIME_TOOLS and p not in owners and not (depends_of(p) & owners):
+            probs.append(f"Dockerfile runtime stage: {p} holds no library the binary needs")
     for so, pkg in needed.items():
         if pkg is None:
             probs.append(f"{so}: no Debian package owns it (dpkg -S)")
@@ -649,29 +625,16 @@ def check_prometheus(prom, compose):
     return probs
 
 
-def load_metrics():
-    """{name: (labels, type)} from METRICS.md, or the fallback list until it exists."""
-    path = os.path.join(SRC, "METRICS.md")
+def load_metrics(text):
+    """{name: (labels, type)} from METRICS.md's table: | `name` | type | labels | meaning |."""
     out = {}
-    if os.path.exists(path):
-        for line in read(path).splitlines():
-            m = re.match(r"^\|\s*`([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?`", line)
-            if not m:
-                continue
-            labels = set(re.findall(r"[a-z_]+", m.group(3) or ""))
-            # labels may also sit in a later column as `label` words; keep any backticked
-            # lower-case words of the row that are not metric names
-            for w in re.findall(r"`([a-z_]+)`", line):
-                if not w.startswith("streamseg_"):
-                    labels.add(w)
-            typ = "histogram" if "histogram" in line.lower() else "other"
-            out[m.group(1)] = (labels, typ)
-        assert out, "METRICS.md holds no `metric` rows"
-        return out, "METRICS.md"
-    for line in FALLBACK_METRICS.strip().splitlines():
-        name, labels, typ = line.split()
-        out[name] = (set() if labels == "-" else set(labels.split(",")), typ)
-    return out, "the metric list of the brief (METRICS.md not there yet)"
+    for line in text.splitlines():
+        cols = [c.strip() for c in line.strip().strip("|").split("|")]
+        m = re.fullmatch(r"`([a-zA-Z_:][a-zA-Z0-9_:]*)`", cols[0]) if len(cols) >= 3 else None
+        if m:
+            labels = {l.strip() for l in cols[2].split(",") if l.strip()}
+            out[m.group(1)] = (labels, cols[1])
+    return out
 
 
 def expr_metrics(expr, metrics):
@@ -1083,6 +1046,9 @@ def main():
     expect_fail("Dockerfile: runtime lacks a library",
                 check_dockerfile(dockerfile.replace(" librocksdb7.8 ", " "), blist, needed),
                 "librocksdb")
+    expect_fail("Dockerfile: runtime has an unneeded package",
+                check_dockerfile(dockerfile.replace(" zlib1g ", " zlib1g libsqlite3-0 "), blist,
+                                 needed), "libsqlite3-0")
     expect_fail("Dockerfile: runs as root",
                 check_dockerfile(dockerfile.replace("USER 10001:10001", "USER root"), blist,
                                  needed), "root")
@@ -1157,8 +1123,10 @@ def main():
     expect_fail("prometheus: http.listen moved", check_prometheus(prom, bad))
 
     # Grafana
-    metrics, source = load_metrics()
-    print(f"     metric names from {source}: {len(metrics)}")
+    metrics = load_metrics(read(os.path.join(SRC, "METRICS.md")))
+    assert len(metrics) >= 20 and metrics.get("streamseg_commit_cycle_seconds", ({}, ""))[1] == \
+        "histogram", f"METRICS.md: unexpected table ({len(metrics)} metrics)"
+    print(f"     metric names from METRICS.md: {len(metrics)}")
     dash = json.loads(read(os.path.join(DEPLOY, "grafana", "dashboards", "streamseg.json")))
     ds_prov = yaml.safe_load(read(os.path.join(DEPLOY, "grafana", "provisioning", "datasources",
                                                "prometheus.yaml")))

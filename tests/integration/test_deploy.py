@@ -383,6 +383,14 @@ def check_dockerfile(text, build_list, needed, known=None, ignore=None, copy_roo
                      f"{sorted(set(got) - set(build_list))}")
     if not any(i == "RUN" and "cmake --build" in a for i, a in build):
         probs.append("Dockerfile build stage: no `cmake --build`")
+    # every top-level path CMakeLists.txt reads (not the docs target's outputs, after '>')
+    copied = {a.split()[0].rstrip("/").split("/")[0] for i, a in build
+              if i == "COPY" and not a.startswith("--from")}
+    cmake = read(os.path.join(copy_root, "CMakeLists.txt"))
+    for m in re.finditer(r"(>\s*)?\$\{CMAKE_SOURCE_DIR\}/([A-Za-z0-9_.\-]+)", cmake):
+        if not m.group(1) and m.group(2) not in copied:
+            probs.append(f"Dockerfile build stage: CMakeLists.txt reads {m.group(2)}, "
+                         f"which is not copied")
     rpkgs = apt_installs(runtime)
     for p in rpkgs:
         if p.endswith("-dev") or p in ("gcc", "cmake", "make", "pkg-config"):
@@ -1046,6 +1054,9 @@ def main():
     expect_fail("Dockerfile: runtime lacks a library",
                 check_dockerfile(dockerfile.replace(" librocksdb7.8 ", " "), blist, needed),
                 "librocksdb")
+    expect_fail("Dockerfile: a source directory not copied",
+                check_dockerfile(dockerfile.replace("COPY cmake/ cmake/\n", ""), blist, needed),
+                "reads cmake")
     expect_fail("Dockerfile: runtime has an unneeded package",
                 check_dockerfile(dockerfile.replace(" zlib1g ", " zlib1g libsqlite3-0 "), blist,
                                  needed), "libsqlite3-0")

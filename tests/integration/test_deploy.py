@@ -568,10 +568,8 @@ def check_compose(compose):
                     renv.get("SCHEMA_REGISTRY_LISTENERS")):
                 probs.append(f"compose {name}: schema.registry.url {rhost}:{rport} is not a "
                              f"compose Schema Registry listener")
-        topics_needed |= {eff[k] for k in ("input.topic", "output.profiles.topic", "dlq.topic",
-                                           "output.segment.changes.topic",
-                                           "output.segment.stats.topic",
-                                           "output.churn.alerts.topic")}
+        # every topic property of the table (inputs and outputs; empty = disabled)
+        topics_needed |= {v for k, v in eff.items() if k.endswith(".topic") and v}
         topics_needed.add(("compact", eff["output.profiles.topic"]))
         probs += no_env_config(svc.get("environment", {}), f"compose {name}")
         grace = seconds(svc.get("stop_grace_period", "10s"))
@@ -1095,6 +1093,9 @@ def main():
         c.replace("--config cleanup.policy=compact", "") for c in
         bad["services"]["kafka-init"]["command"]]
     expect_fail("compose: profiles not compacted", check_compose(bad), "compacted")
+    bad = copy.deepcopy(compose)
+    bad["services"]["streamseg-2"]["command"] = ["-X", "erasure.topic=gdpr.requests"]
+    expect_fail("compose: a topic not created", check_compose(bad), "gdpr.requests")
     bad = copy.deepcopy(compose)
     bad["services"]["streamseg-1"]["environment"] = {"STREAMSEG_INPUT_TOPIC": "x"}
     expect_fail("compose: env-mapped key", check_compose(bad), "STREAMSEG_INPUT_TOPIC")

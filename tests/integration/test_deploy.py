@@ -20,8 +20,9 @@ and checks what can go wrong without running them:
              state.dir, EXPOSEs and health-checks the port of http.listen, and its entrypoint
              reads the config file it installs
   compose    Kafka in KRaft mode (combined node), two streamseg instances in one group with
-             their own state volumes and host ports, addresses that name compose services and
-             their listeners, every topic created (profiles compacted), bind mounts that exist
+             their own state volumes and host ports and a state changelog, addresses that name
+             compose services and their listeners, every *.topic created (profiles and
+             changelog compacted, the changelog with the input's partitions), bind mounts exist
   prometheus its targets are the compose instances on the port of http.listen, path /metrics
   grafana    the dashboard's datasource is the provisioned one, the provider path is where
              compose mounts the dashboards, and its PromQL uses only metric names (and labels)
@@ -571,6 +572,12 @@ def check_compose(compose):
         # every topic property of the table (inputs and outputs; empty = disabled)
         topics_needed |= {v for k, v in eff.items() if k.endswith(".topic") and v}
         topics_needed.add(("compact", eff["output.profiles.topic"]))
+        # several instances: partitions move between them, their state with them
+        if not eff.get("state.changelog.topic"):
+            probs.append(f"compose {name}: {len(inst)} instances without state.changelog.topic")
+        else:
+            topics_needed.add(("compact", eff["state.changelog.topic"]))
+            topics_needed.add(("changelog", eff["state.changelog.topic"], eff["input.topic"]))
         probs += no_env_config(svc.get("environment", {}), f"compose {name}")
         grace = seconds(svc.get("stop_grace_period", "10s"))
         if grace is None or grace < 30:
@@ -590,8 +597,14 @@ def check_compose(compose):
         if "kafka-topics.sh" in script:
             for m in re.finditer(r"^\s*t\s+(\S+)(.*)$", script, re.M):
                 created[m.group(1)] = m.group(2)
+    def partitions(topic):
+        m = re.search(r"--partitions\s+(\d+)", created.get(topic, ""))
+        return int(m.group(1)) if m else None
     for t in topics_needed:
-        if isinstance(t, tuple):
+        if isinstance(t, tuple) and t[0] == "changelog":
+            if (partitions(t[1]) or 0) < (partitions(t[2]) or 1 << 30):
+                probs.append(f"compose: changelog {t[1]} has fewer partitions than {t[2]}")
+        elif isinstance(t, tuple):
             if "cleanup.policy=compact" not in created.get(t[1], ""):
                 probs.append(f"compose: topic {t[1]} is not created compacted")
         elif t not in created:
@@ -801,6 +814,9 @@ def check_k8s(docs, uid):
     claims = [t["metadata"]["name"] for t in sts["spec"].get("volumeClaimTemplates", [])]
     if mounts.get(eff["state.dir"]) not in claims:
         probs.append(f"k8s: state.dir {eff['state.dir']} is not a volumeClaimTemplate mount")
+    if sts["spec"].get("replicas", 1) > 1 and not eff.get("state.changelog.topic"):
+        probs.append("k8s: several replicas without state.changelog.topic (a moved partition "
+                     "would start from an empty state)")
     host, port = listen_port(eff["http.listen"])
     if host not in ("0.0.0.0", "", "[::]", "::"):
         probs.append(f"k8s: http.listen {eff['http.listen']} is not reachable by the kubelet")
@@ -1094,6 +1110,14 @@ def main():
         bad["services"]["kafka-init"]["command"]]
     expect_fail("compose: profiles not compacted", check_compose(bad), "compacted")
     bad = copy.deepcopy(compose)
+    bad["services"]["kafka-init"]["command"] = [
+        c.replace("t streamseg.changelog --partitions 6", "t streamseg.changelog --partitions 3")
+        for c in bad["services"]["kafka-init"]["command"]]
+    expect_fail("compose: changelog partitions", check_compose(bad), "fewer partitions")
+    bad = copy.deepcopy(compose)
+    bad["services"]["streamseg-2"]["command"] = ["-X", "state.changelog.topic="]
+    expect_fail("compose: no changelog", check_compose(bad), "state.changelog.topic")
+    bad = copy.deepcopy(compose)
     bad["services"]["streamseg-2"]["command"] = ["-X", "erasure.topic=gdpr.requests"]
     expect_fail("compose: a topic not created", check_compose(bad), "gdpr.requests")
     bad = copy.deepcopy(compose)
@@ -1218,6 +1242,13 @@ def main():
                 "state.dir=/var/lib/streamseg", "state.dir=/tmp/state")
     expect_fail("k8s: state.dir not on the volume", check_k8s(mutate(state_elsewhere), uid),
                 "volumeClaimTemplate")
+
+    def no_changelog(d):
+        if d.get("kind") == "ConfigMap":
+            d["data"]["streamseg.conf"] = d["data"]["streamseg.conf"].replace(
+                "state.changelog.topic=streamseg.changelog", "")
+    expect_fail("k8s: replicas without a changelog", check_k8s(mutate(no_changelog), uid),
+                "changelog")
 
     def pdb_selector(d):
         if d.get("kind") == "PodDisruptionBudget":

@@ -842,6 +842,12 @@ static sseg_err_t check_keys(const sseg_conf_t *conf, char *errstr, size_t errst
                      "input.format=confluent needs schema.registry.url or schema.registry.dir");
                 return SSEG_ERR_INVAL;
         }
+        if (conf->processing_guarantee == 1 && !*conf->state_changelog_topic) {
+                errf(errstr, errstr_size,
+                     "processing.guarantee=exactly_once needs state.changelog.topic (local state "
+                     "is caught up from it after an unclean stop)");
+                return SSEG_ERR_INVAL;
+        }
         return SSEG_OK;
 }
 
@@ -981,14 +987,7 @@ static sseg_pipeline_t *pipeline_new(const sseg_conf_t *conf, int offline, sseg_
                 return p;
         }
         char kerr[512];
-        p->eos = conf->processing_guarantee == 1;
-        if (p->eos && !*conf->state_changelog_topic) {
-                errf(errstr, errstr_size,
-                     "processing.guarantee=exactly_once needs state.changelog.topic (local state "
-                     "is caught up from it after an unclean stop)");
-                err = SSEG_ERR_INVAL;
-                goto fail;
-        }
+        p->eos = conf->processing_guarantee == 1; /* state.changelog.topic: check_keys() */
         rd_kafka_conf_t *kc = kafka_conf(p, 0, errstr, errstr_size);
         if (!kc) {
                 err = SSEG_ERR_INVAL;

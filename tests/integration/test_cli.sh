@@ -45,6 +45,7 @@ expect_conf_error 'segments.init.min.users' run --check-config -X segments.k=9 -
 expect_conf_error 'schema.registry' run --check-config -X input.format=confluent
 expect_conf_error 'input schema file' run --check-config -X "input.schema.file=$SSEG_TMP/none.avsc"
 expect_conf_error 'http.listen' run --check-config -X http.listen=0.0.0.0
+expect_conf_error 'state.changelog.topic' run --check-config -X processing.guarantee=exactly_once
 expect_conf_error 'http.listen' run --check-config -X http.listen=127.0.0.1:70000
 "$STREAMSEG" run --check-config -X 'http.listen=[::1]:0' >/dev/null || fail "--check-config on [::1]:0"
 [ ! -s "$SSEG_TMP/out" ] || fail "--check-config printed on stdout despite an error: $(cat "$SSEG_TMP/out")"

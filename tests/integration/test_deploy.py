@@ -587,6 +587,10 @@ def check_compose(compose):
         probs.append(f"compose: the instances are in different consumer groups: {groups}")
     if len(set(states.values())) != len(states):
         probs.append(f"compose: the instances share a state volume: {states}")
+    hosts = [s.get("hostname") for s in inst.values()]
+    if None in hosts or len(set(hosts)) != len(hosts):
+        probs.append(f"compose: the instances need distinct stable host names (the default "
+                     f"transactional.id of exactly_once derives from it): {hosts}")
     flat = [p for v in hostports.values() for p in v]
     if len(set(flat)) != len(flat):
         probs.append(f"compose: the instances publish the same host port: {hostports}")
@@ -1101,6 +1105,9 @@ def main():
     bad = copy.deepcopy(compose)
     bad["services"]["streamseg-2"]["ports"] = list(bad["services"]["streamseg-1"]["ports"])
     expect_fail("compose: same host port", check_compose(bad), "same host port")
+    bad = copy.deepcopy(compose)
+    bad["services"]["streamseg-2"]["hostname"] = "streamseg-1"
+    expect_fail("compose: same host name", check_compose(bad), "host names")
     bad = copy.deepcopy(compose)
     bad["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] = "broker"
     expect_fail("compose: not KRaft combined", check_compose(bad), "KRaft")

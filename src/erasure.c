@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "profile.h"
@@ -102,7 +103,10 @@ sseg_erasure_t *sseg_erasure_new(sseg_pipeline_t *p, rd_kafka_conf_t *kc, int ou
         for (int i = 0; i < MAX_PARTS; i++)
                 x->next[i] = -1;
         const char *group = sseg_conf_kafka_get(conf, "group.id");
-        snprintf(x->instance, sizeof(x->instance), "%s@%s", group ? group : "", conf->state_dir);
+        char host[128] = "";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(x->instance, sizeof(x->instance), "%s@%s:%s", group ? group : "", host,
+                 conf->state_dir);
         char e[512];
         sseg_err_t err = sseg_state_scan(x->st, "e", 1, load_offset, x, e, sizeof(e));
         if (err) {

@@ -79,7 +79,14 @@ static void render(sseg_httpd_t *h) {
         free(pi);
         b->nparts = n;
         b->failed = sseg_pipeline_failed(h->p);
-        b->ready = !b->failed && n > 0 && known && lag <= h->conf->http_ready_max_lag;
+        /* A member of a stable group that was given no partition (more instances than
+         * partitions) is ready too, or rolling updates would wait for it forever. The group
+         * state comes from librdkafka's statistics (cgrp.join_state). */
+        size_t kl = 0;
+        const char *ks = sseg_pipeline_kafka_stats(h->p, 0, &kl);
+        static const char steady_tag[] = "\"join_state\": \"steady\""; /* as librdkafka writes it */
+        int steady = ks && memmem(ks, kl, steady_tag, sizeof(steady_tag) - 1) != NULL;
+        b->ready = !b->failed && known && lag <= h->conf->http_ready_max_lag && (n > 0 || steady);
         sseg_metrics_render(h->p, b->ready, &b->prom, &b->json);
         /* /segments: the segmentation stage's report alone */
         sseg_buf_t prom, all;
@@ -286,7 +293,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                         return reply_text(c, MHD_HTTP_OK, "ready\n");
                 return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE,
                                   failed    ? "not ready: failed\n"
-                                  : np == 0 ? "not ready: no partition assigned\n"
+                                  : np == 0 ? "not ready: joining the group\n"
                                             : "not ready: catching up\n");
         }
         /* The page itself holds no data (it fetches the API with the token from ?token=). */

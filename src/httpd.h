@@ -4,7 +4,8 @@
  *   GET /metrics       Prometheus text (metrics.c)
  *   GET /healthz       liveness: 200 while the processor has no fatal error, else 503
  *   GET /readyz        readiness: 200 when partitions are assigned, every partition's high
- *                      watermark is known and the total lag is at most http.ready.max.lag
+ *                      watermark is known and the total lag is at most http.ready.max.lag;
+ *                      or when the group is stable and gave this member no partition
  *   GET /users/{id}    the user's profile as JSON from committed local state; 404 when the
  *                      user is unknown or its partition is not assigned here
  *   GET /segments      the segmentation model: centroids in original units, descriptions,

@@ -1366,11 +1366,24 @@ void sseg_pipeline_destroy(sseg_pipeline_t *p) {
         sseg_changelog_destroy(p->clog);
         if (p->cq)
                 rd_kafka_queue_destroy(p->cq);
-        if (p->consumer)
-                /* After a fatal error or a hard stop, leave without the close handshake (it
-                 * would wait for an unreachable cluster); the group times us out. */
-                rd_kafka_destroy_flags(p->consumer,
-                                       p->closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        if (p->consumer) {
+                if (rd_kafka_version() < 0x020300ff) {
+                        /* librdkafka before 2.3.0 asserts in the cooperative-sticky assignor
+                         * when a consumer that never ran the assignment is destroyed
+                         * (confluentinc/librdkafka#4312): the handle is left to the process
+                         * exit. The group was left in rd_kafka_consumer_close() already (or
+                         * times us out after a hard stop); no callback of it runs again, as
+                         * nothing polls it. */
+                        sseg_debug("consumer handle left to the process exit (librdkafka %s, "
+                                   "#4312)",
+                                   rd_kafka_version_str());
+                } else {
+                        /* After a fatal error or a hard stop, leave without the close
+                         * handshake (it would wait for an unreachable cluster). */
+                        rd_kafka_destroy_flags(
+                            p->consumer, p->closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+                }
+        }
         for (int i = 0; i < p->nstages; i++)
                 if (p->stages[i].destroy)
                         p->stages[i].destroy(p->stages[i].opaque);

@@ -9,7 +9,10 @@
 #  3. the dashboard in headless Chromium: it renders the live figures (processed count,
 #     segment rows, churn rows, charts), and after more events it shows the new count; a
 #     screenshot is saved as $SSEG_BUILD_DIR/dashboard.png;
-#  4. every log line is a JSON object (log.format=json), and SIGTERM exits 0.
+#  4. two instances on a one-partition topic: the one without a partition is ready too, and
+#     both stop with exit 0 (the cooperative-sticky assignor bug of librdkafka < 2.3.0 at
+#     destroy is avoided);
+#  5. every log line is a JSON object (log.format=json), and SIGTERM exits 0.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
@@ -87,6 +90,37 @@ dump_dom "$SSEG_TMP/dom2.html" "$shot" || fail "chromium failed: $(tail -3 "$SSE
 $CHECK dom "$SSEG_TMP/dom2.html" --processed "$processed2" --k 8 || fail "dashboard (2)"
 [ "$(head -c 8 "$shot" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] &&
   [ "$(stat -c %s "$shot")" -gt 20000 ] || fail "no screenshot at $shot"
+
+# --- 3b: more instances than partitions: the one without a partition is ready too -------------
+HTTP_PID=$RUN_PID
+mock_ctl "topic solo.events 1" || fail "topic solo.events"
+SOLO=(-X input.topic=solo.events -X erasure.topic= -X segments.k=0 -X churn.enabled=false)
+run_streamseg solo "$SSEG_TMP/solo1" "${SOLO[@]}"
+S1=$RUN_PID
+run_streamseg solo "$SSEG_TMP/solo2" "${SOLO[@]}"
+S2=$RUN_PID
+wait_until "[ \$(grep -c 'listening on' '$SSEG_TMP/solo.log') -eq 2 ]" 10 || fail "solo: no ports"
+solo_ports=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$SSEG_TMP/solo.log" | cut -d: -f2)
+both_ready() {
+  local n=0 assigned=0 p code a
+  for p in $solo_ports; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$p/readyz" || true)
+    [ "$code" != 200 ] || n=$((n + 1))
+    a=$(curl -s "http://127.0.0.1:$p/metrics" 2>/dev/null |
+      awk '$1 == "streamseg_partitions_assigned" { print $2 }' || true)
+    assigned=$((assigned + ${a:-0}))
+  done
+  [ "$n" -eq 2 ] && [ "$assigned" -eq 1 ]
+}
+if ! wait_until both_ready 60; then
+  for p in $solo_ports; do
+    echo "port $p: $(curl -s "http://127.0.0.1:$p/readyz") $(curl -s "http://127.0.0.1:$p/metrics" | grep -E '^streamseg_(partitions_assigned|rdkafka_rebalances)')" >&2
+  done
+  fail "two instances on one partition: not both ready"
+fi
+stop_streamseg "$S1" 10
+stop_streamseg "$S2" 10
+RUN_PID=$HTTP_PID
 
 # --- 4: JSON logs, graceful stop ---------------------------------------------------------------------
 stop_streamseg "$RUN_PID" 10

@@ -35,6 +35,7 @@
 #define LEVEL_EPS       1e-9   /* a score this close to a level counts as on it (timer solve) */
 #define MODEL_KEY_LEN   (sizeof(SSEG_CHURN_MODEL_KEY) - 1)
 #define REFIT_SEED_BASE 0x6368726e66697431ULL
+#define WAKE_MAX_BYTES  (64u << 20) /* timer keys a refit brings forward, at most */
 
 static void errf(char *errstr, size_t errstr_size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -332,7 +333,9 @@ typedef struct {
         sseg_churn_model_t base; /* the model in use: warm starts */
         int clock_event;
         int64_t now_wall;
-        int64_t wm[PARTS_MAX]; /* per-partition clocks for T (event clock) */
+        /* per-partition clocks for T (event clock): the watermarks committed with the users
+         * read, set by the thread from the snapshot it reads */
+        int64_t wm[PARTS_MAX];
         int64_t wm_max;
         uint64_t max_users, min_users;
         /* owned by the thread until done */
@@ -340,6 +343,9 @@ typedef struct {
         sample_t purchase, engagement, spend;
         uint64_t scanned, bad;
         sseg_churn_model_t res;
+        sseg_churn_model_t next; /* res merged into base: the model of the wake-up pass */
+        sseg_buf_t wake;         /* wake-up timer keys, each [u8 length][key] */
+        uint64_t nwake, wake_over;
         int ok[3];      /* purchase, engagement, spend fitted */
         int too_few[3]; /* not fitted for want of users: expected early on, not a failure */
         char why[3][256];
@@ -401,10 +407,44 @@ static int sample_add(sample_t *s, uint64_t max, uint64_t *rng, double a, double
         return 0;
 }
 
+/* The clock of partition part as the refit sees it. */
+static int64_t refit_clock(const refit_t *rf, uint32_t part) {
+        if (!rf->clock_event)
+                return rf->now_wall;
+        return part < PARTS_MAX && rf->wm[part] > 0 ? rf->wm[part] : rf->wm_max;
+}
+
+/* An 'o' key of the snapshot: the partition's committed watermark, the clock of its users. */
+static void refit_meta(refit_t *rf, const char *k, size_t kl, const char *v, size_t vl) {
+        sseg_partmeta_t m;
+        uint32_t part = (uint32_t)get_be(k + 1, 4);
+        if (kl != 5 || part >= PARTS_MAX || sseg_state_unpack_meta(v, vl, &m))
+                return;
+        rf->wm[part] = m.watermark_ms;
+        if (m.watermark_ms > rf->wm_max)
+                rf->wm_max = m.watermark_ms;
+}
+
+/* Both passes read the partitions' metadata, then the users, from one snapshot: T is
+ * measured to the watermark committed in the same batches as the users read. The processing
+ * thread's watermark at the start is ahead of them and the store moves on meanwhile; when
+ * events come faster than real time (a replay, a backlog) days of event time pass, users
+ * were seen buying after "now" (T clamped to t_x) and the fit found no drop-out at all. */
+static sseg_err_t refit_scan(refit_t *rf, sseg_state_iter_cb *cb, char *e, size_t es) {
+        memset(rf->wm, 0, sizeof(rf->wm));
+        rf->wm_max = 0;
+        sseg_state_range_t r[2] = {{"o", "p", 1, 1}, {"u", "v", 1, 1}};
+        return sseg_state_scan_committed_ranges(rf->st, r, 2, cb, rf, e, es);
+}
+
 static int refit_user(void *opaque, const char *k, size_t kl, const char *v, size_t vl) {
         refit_t *rf = opaque;
         if (__atomic_load_n(&rf->cancel, __ATOMIC_RELAXED))
                 return 1;
+        if (kl >= 1 && k[0] == 'o') {
+                refit_meta(rf, k, kl, v, vl);
+                return 0;
+        }
         if (kl < 6)
                 return 0;
         sseg_user_t u;
@@ -414,9 +454,7 @@ static int refit_user(void *opaque, const char *k, size_t kl, const char *v, siz
         }
         rf->scanned++;
         uint32_t part = (uint32_t)get_be(k + 1, 4);
-        int64_t now = rf->now_wall;
-        if (rf->clock_event)
-                now = part < PARTS_MAX && rf->wm[part] > 0 ? rf->wm[part] : rf->wm_max;
+        int64_t now = refit_clock(rf, part);
         sseg_churn_rfm_t m;
         int fail = 0;
         if (sseg_churn_rfm_purchases(&u, now, rf->o.unit, &m) == SSEG_OK)
@@ -433,16 +471,72 @@ static int refit_user(void *opaque, const char *k, size_t kl, const char *v, siz
         return 0;
 }
 
+/* The model in use (cur) with the parts the refit fitted replaced, version + 1. Parts that
+ * failed keep the parameters in use now (the thread started from a copy). */
+static void refit_merge(const refit_t *rf, const sseg_churn_model_t *cur, sseg_churn_model_t *m) {
+        *m = *cur;
+        if (rf->ok[0])
+                m->purchase = rf->res.purchase;
+        if (rf->ok[1])
+                m->engagement = rf->res.engagement;
+        if (rf->ok[2])
+                m->spend = rf->res.spend;
+        m->version = cur->version + 1;
+}
+
+/* The wake-up pass, after a fit changed the purchase or engagement model: a user whose next
+ * level crossing comes earlier under the new model than its stored timer by more than a tenth
+ * of the wait (or who has no timer but now would have one, or whose level the new model
+ * changes at once: due now) gets a wake-up key at that time. Without it a user keeps the
+ * timer solved with the model of its last scoring: after a cold start on the prior, or an
+ * early fit that had seen no drop-out yet, a silent user's alerts waited for months. The
+ * tenth keeps small parameter moves from waking most silent users at every refit. The
+ * processing thread puts the keys with the new model; the sweep then loads and re-scores the
+ * user, which moves its own timer. */
+static int wake_user(void *opaque, const char *k, size_t kl, const char *v, size_t vl) {
+        refit_t *rf = opaque;
+        if (__atomic_load_n(&rf->cancel, __ATOMIC_RELAXED))
+                return 1;
+        if (kl >= 1 && k[0] == 'o') {
+                refit_meta(rf, k, kl, v, vl);
+                return 0;
+        }
+        if (kl < 6 || kl - 5 > SSEG_USER_ID_MAX)
+                return 0;
+        sseg_user_t u;
+        if (sseg_state_unpack_user(v, vl, &u))
+                return 0;
+        uint32_t part = (uint32_t)get_be(k + 1, 4);
+        int64_t now = refit_clock(rf, part), old = u.timer_due_ts;
+        if (now <= 0)
+                return 0;
+        sseg_churnstage_result_t r;
+        sseg_churnstage_score_user(&rf->o, &rf->next, &u, now, &r);
+        if (!r.scored)
+                return 0;
+        int64_t due = r.dir != SSEG_CHURN_DIR_NONE ? now : r.due_ms;
+        if (due <= 0 || (old > 0 && (old - due) * 10 <= old - now))
+                return 0;
+        if (rf->wake.len + 1 + SSEG_CHURN_TIMER_KEY_MAX > WAKE_MAX_BYTES) {
+                rf->wake_over++;
+                return 0;
+        }
+        char tk[SSEG_CHURN_TIMER_KEY_MAX];
+        size_t tl = sseg_churnstage_timer_key(tk, (int32_t)part, due, k + 5, kl - 5);
+        sseg_buf_putc(&rf->wake, (char)(uint8_t)tl);
+        sseg_buf_append(&rf->wake, tk, tl);
+        rf->nwake++;
+        return 0;
+}
+
 static void *refit_main(void *arg) {
         refit_t *rf = arg;
         rf->res = rf->base;
-        char k[1] = {'u'}, end[1] = {'v'};
         char e[256] = "";
         /* The committed states through the thread-safe scan of the shared RocksDB handle: one
          * consistent snapshot, read while the processing thread goes on. (The stage joins
          * this thread before the state is closed.) */
-        sseg_err_t err =
-            sseg_state_scan_committed(rf->st, k, 1, end, 1, 0, refit_user, rf, e, sizeof(e));
+        sseg_err_t err = refit_scan(rf, refit_user, e, sizeof(e));
         if (err && !*rf->scan_err)
                 snprintf(rf->scan_err, sizeof(rf->scan_err), "reading the users: %s", e);
         if (*rf->scan_err || __atomic_load_n(&rf->cancel, __ATOMIC_RELAXED))
@@ -488,19 +582,25 @@ static void *refit_main(void *arg) {
                          "%zu buyers so far, churn.fit.min.users is %llu", rf->spend.n,
                          (unsigned long long)rf->min_users);
                 rf->too_few[2] = 1;
-                goto out;
+        } else {
+                err = sseg_churn_fit_gg(rf->spend.a, rf->spend.b, NULL, rf->spend.n, &fo, &gg,
+                                        rf->why[2], sizeof(rf->why[2]));
+                if (!err && !gg.info.converged) {
+                        snprintf(rf->why[2], sizeof(rf->why[2]),
+                                 "the optimiser did not converge (%d iterations)",
+                                 gg.info.iterations);
+                        err = SSEG_ERR_MODEL;
+                }
+                if (!err) {
+                        gg.info.fit_ts_ms = wall_ms();
+                        rf->res.spend = gg;
+                        rf->ok[2] = 1;
+                }
         }
-        err = sseg_churn_fit_gg(rf->spend.a, rf->spend.b, NULL, rf->spend.n, &fo, &gg, rf->why[2],
-                                sizeof(rf->why[2]));
-        if (!err && !gg.info.converged) {
-                snprintf(rf->why[2], sizeof(rf->why[2]),
-                         "the optimiser did not converge (%d iterations)", gg.info.iterations);
-                err = SSEG_ERR_MODEL;
-        }
-        if (!err) {
-                gg.info.fit_ts_ms = wall_ms();
-                rf->res.spend = gg;
-                rf->ok[2] = 1;
+        if (rf->ok[0] || rf->ok[1]) {
+                refit_merge(rf, &rf->base, &rf->next);
+                /* A failure here costs wake-ups only: the fit stands. */
+                refit_scan(rf, wake_user, e, sizeof(e));
         }
 out:
         sample_free(&rf->purchase);
@@ -534,6 +634,7 @@ typedef struct {
         refit_t *rf;
         int64_t refit_interval_ms, next_refit_ms;
         uint64_t alerts[3], timers_fired, timers_stale, refits_ok, refits_failed, refits_skipped;
+        uint64_t timers_woken; /* wake-ups put by refits */
         /* alerts since start by level crossed and direction (metrics) */
         uint64_t alerts_by[SSEG_CONF_DLIST_MAX][3];
         /* Scored users per partition and held level (index level + 1: 0 is below the lowest),
@@ -644,6 +745,7 @@ static sseg_err_t refit_apply(stage_t *s, char *errstr, size_t errstr_size) {
         if (*rf->scan_err) {
                 s->refits_failed++;
                 sseg_warn("churn refit failed, model v%u kept: %s", s->model.version, rf->scan_err);
+                sseg_buf_free(&rf->wake);
                 return SSEG_OK;
         }
         int any = 0;
@@ -663,17 +765,11 @@ static sseg_err_t refit_apply(stage_t *s, char *errstr, size_t errstr_size) {
                         s->refits_failed++; /* too few users yet is not a failure */
                 else
                         s->refits_skipped++;
+                sseg_buf_free(&rf->wake);
                 return SSEG_OK;
         }
-        /* Parts that failed keep the parameters in use now (the thread started from a copy). */
-        sseg_churn_model_t m = s->model;
-        if (rf->ok[0])
-                m.purchase = rf->res.purchase;
-        if (rf->ok[1])
-                m.engagement = rf->res.engagement;
-        if (rf->ok[2])
-                m.spend = rf->res.spend;
-        m.version = s->model.version + 1;
+        sseg_churn_model_t m;
+        refit_merge(rf, &s->model, &m);
         sseg_buf_reset(&s->buf);
         sseg_churn_model_serialize(&m, &s->buf);
         char msg[256];
@@ -681,6 +777,7 @@ static sseg_err_t refit_apply(stage_t *s, char *errstr, size_t errstr_size) {
                                             s->buf.len, msg, sizeof(msg));
         if (err) {
                 errf(errstr, errstr_size, "storing the refitted churn model: %s", msg);
+                sseg_buf_free(&rf->wake);
                 return err;
         }
         s->model = m;
@@ -696,8 +793,37 @@ static sseg_err_t refit_apply(stage_t *s, char *errstr, size_t errstr_size) {
         return SSEG_OK;
 }
 
+/* The wake-ups of the refit applied this cycle, into its batch (processing thread). After
+ * this cycle's sweep, which ends past them, so the next sweep is made to start at the
+ * earliest (as when a timer is set below the sweep's start). A crash of the cycle loses them
+ * (the model is already stored): the next refit finds the same late timers. */
+static void wake_put(stage_t *s) {
+        refit_t *rf = s->rf;
+        uint64_t nw = 0;
+        for (size_t off = 0; off < rf->wake.len;) {
+                size_t tl = (uint8_t)rf->wake.p[off];
+                const char *tk = rf->wake.p + off + 1;
+                off += 1 + tl;
+                int32_t part = (int32_t)get_be(tk + 1, 4);
+                int64_t due = (int64_t)get_be(tk + 5, 8);
+                if (part < 0 || part >= PARTS_MAX || !sseg_pipeline_assigned(s->p, part))
+                        continue; /* the partition went away since the refit started */
+                sseg_state_batch_put(s->st, tk, tl, "", 0);
+                if (due < s->swept[part])
+                        s->swept[part] = due;
+                nw++;
+        }
+        s->timers_woken += nw;
+        if (nw || rf->wake_over)
+                sseg_info("churn refit: %llu timers brought forward by the new model%s",
+                          (unsigned long long)nw,
+                          rf->wake_over ? " (more were due earlier: the cap was reached)" : "");
+        sseg_buf_free(&rf->wake);
+}
+
 static void refit_start(stage_t *s, int64_t now_wall) {
         refit_t *rf = s->rf;
+        sseg_buf_free(&rf->wake);
         memset(rf, 0, sizeof(*rf));
         rf->st = s->st;
         rf->o = s->o;
@@ -705,12 +831,12 @@ static void refit_start(stage_t *s, int64_t now_wall) {
         rf->clock_event = s->clock_event;
         rf->now_wall = now_wall;
         for (int i = 0; i < PARTS_MAX; i++) {
-                rf->wm[i] = sseg_pipeline_watermark(s->p, i);
-                if (rf->wm[i] > rf->wm_max)
-                        rf->wm_max = rf->wm[i];
+                int64_t w = sseg_pipeline_watermark(s->p, i);
+                if (w > rf->wm_max)
+                        rf->wm_max = w;
         }
         if (rf->clock_event && rf->wm_max <= 0)
-                return; /* no event yet: nothing to fit */
+                return; /* no event yet: nothing to fit (the thread reads the clocks it uses) */
         rf->max_users = (uint64_t)s->conf->churn_fit_max_users;
         rf->min_users = (uint64_t)s->conf->churn_fit_min_users;
         rf->rng = REFIT_SEED_BASE ^ s->model.version;
@@ -720,6 +846,41 @@ static void refit_start(stage_t *s, int64_t now_wall) {
                 return;
         }
         rf->running = 1;
+}
+
+sseg_err_t sseg_churnstage_refit_now(sseg_state_t *st, const sseg_conf_t *conf,
+                                     const sseg_churn_model_t *base, sseg_churn_model_t *out,
+                                     int *fitted, char *errstr, size_t errstr_size) {
+        refit_t *rf = calloc(1, sizeof(*rf));
+        if (!rf) {
+                errf(errstr, errstr_size, "out of memory");
+                return SSEG_ERR_NOMEM;
+        }
+        rf->st = st;
+        sseg_churnstage_opts_from_conf(&rf->o, conf);
+        rf->base = *base;
+        rf->clock_event = conf->churn_clock == 0;
+        rf->now_wall = wall_ms();
+        rf->max_users = (uint64_t)conf->churn_fit_max_users;
+        rf->min_users = (uint64_t)conf->churn_fit_min_users;
+        rf->rng = REFIT_SEED_BASE ^ base->version; /* as a background refit of this model */
+        refit_main(rf);                            /* on this thread */
+        sseg_err_t err = SSEG_OK;
+        *fitted = (rf->ok[0] ? 1 : 0) | (rf->ok[1] ? 2 : 0) | (rf->ok[2] ? 4 : 0);
+        if (*rf->scan_err) {
+                errf(errstr, errstr_size, "%s", rf->scan_err);
+                err = SSEG_ERR_STATE;
+        } else {
+                refit_merge(rf, base, out);
+                if (!*fitted)
+                        out->version = base->version;
+                errf(errstr, errstr_size, "purchase: %s; engagement: %s; spend: %s",
+                     rf->ok[0] ? "fitted" : rf->why[0], rf->ok[1] ? "fitted" : rf->why[1],
+                     rf->ok[2] ? "fitted" : rf->why[2]);
+        }
+        sseg_buf_free(&rf->wake); /* nobody puts them here */
+        free(rf);
+        return err;
 }
 
 static sseg_err_t stage_cycle(void *opaque, sseg_pipeline_t *p, sseg_entry_t **users, size_t n,
@@ -757,12 +918,18 @@ static sseg_err_t stage_cycle(void *opaque, sseg_pipeline_t *p, sseg_entry_t **u
                         return err;
                 s->timers_fired++;
                 if (e->u.timer_due_ts != f->due) {
-                        /* Not the user's timer (a leftover of an older layout or a bug): drop
-                         * it; scoring below sets the right one. */
+                        /* Not the user's timer: a refit's wake-up (the user is re-scored with
+                         * the current model below, which moves its own timer) or a leftover.
+                         * Either way the key goes. */
                         char k[SSEG_CHURN_TIMER_KEY_MAX];
                         size_t kl = sseg_churnstage_timer_key(k, f->part, f->due, f->uid, f->len);
                         sseg_state_batch_delete(s->st, k, kl);
                         s->timers_stale++;
+                }
+                if (is_new) {
+                        /* No such user (a wake-up of a user erased since): no state is made
+                         * for it. */
+                        sseg_state_erase(s->st, f->part, f->uid, f->len);
                 }
         }
         sseg_entry_t **dirty = sseg_state_dirty(s->st, &n1);
@@ -775,6 +942,8 @@ static sseg_err_t stage_cycle(void *opaque, sseg_pipeline_t *p, sseg_entry_t **u
                 if ((err = score_entry(s, dirty[i], 1, now_ms, errstr, errstr_size)))
                         return err;
 
+        if (s->rf->wake.len)
+                wake_put(s);
         if (s->refit_interval_ms > 0 && !s->rf->running && now_ms >= s->next_refit_ms) {
                 s->next_refit_ms = now_ms + s->refit_interval_ms;
                 refit_start(s, now_ms);
@@ -917,13 +1086,15 @@ static void stage_destroy(void *opaque) {
                         __atomic_store_n(&s->rf->cancel, 1, __ATOMIC_RELAXED);
                         pthread_join(s->rf->th, NULL);
                 }
+                sseg_buf_free(&s->rf->wake);
                 free(s->rf);
         }
-        sseg_info("churn: %llu rising and %llu recovered alerts, %llu timers fired, %llu refits "
-                  "(%llu failed)",
+        sseg_info("churn: %llu rising and %llu recovered alerts, %llu timers fired (%llu not the "
+                  "user's own), %llu brought forward by refits, %llu refits (%llu failed)",
                   (unsigned long long)s->alerts[SSEG_CHURN_DIR_RISING],
                   (unsigned long long)s->alerts[SSEG_CHURN_DIR_RECOVERED],
-                  (unsigned long long)s->timers_fired, (unsigned long long)s->refits_ok,
+                  (unsigned long long)s->timers_fired, (unsigned long long)s->timers_stale,
+                  (unsigned long long)s->timers_woken, (unsigned long long)s->refits_ok,
                   (unsigned long long)s->refits_failed);
         sseg_buf_free(&s->buf);
         free(s->fired);

@@ -39,6 +39,18 @@ sseg_err_t sseg_churnstage_add(sseg_pipeline_t *p, char *errstr, size_t errstr_s
 sseg_err_t sseg_churnstage_model_json(sseg_state_t *st, const sseg_conf_t *conf, sseg_buf_t *out,
                                       char *errstr, size_t errstr_size);
 
+/* Fits the model now, on the calling thread, exactly as a background refit does: the users
+ * committed in st (one snapshot, sseg_state_scan_committed_ranges), the same rows and uniform
+ * sample (churn.fit.max.users, churn.fit.min.users), T up to each partition's watermark
+ * committed with them (churn.clock=event) or the wall clock, base as the warm start. *out =
+ * base with the parts that fitted replaced, version + 1 if any did; *fitted = bits 1 purchase,
+ * 2 engagement, 4 spend. errstr says what each part did. SSEG_ERR_STATE when the store cannot
+ * be read, SSEG_ERR_NOMEM. For tools that score a finished run (tools/quality.c); the
+ * pipeline refits in the background instead. Nothing is written. */
+sseg_err_t sseg_churnstage_refit_now(sseg_state_t *st, const sseg_conf_t *conf,
+                                     const sseg_churn_model_t *base, sseg_churn_model_t *out,
+                                     int *fitted, char *errstr, size_t errstr_size);
+
 /* ---- the per-user logic, exposed for tests (pure functions of their arguments) ---------- */
 
 typedef struct {

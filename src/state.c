@@ -796,6 +796,35 @@ sseg_err_t sseg_state_scan_committed(sseg_state_t *st, const void *lo, size_t lo
         return SSEG_OK;
 }
 
+sseg_err_t sseg_state_scan_committed_ranges(sseg_state_t *st, const sseg_state_range_t *r, int n,
+                                            sseg_state_iter_cb *cb, void *opaque, char *errstr,
+                                            size_t errstr_size) {
+        const rocksdb_snapshot_t *snap = rocksdb_create_snapshot(st->db);
+        char *rerr = NULL;
+        int stop = 0;
+        for (int i = 0; i < n && !stop && !rerr; i++) {
+                rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+                rocksdb_readoptions_set_snapshot(ro, snap);
+                rocksdb_readoptions_set_iterate_upper_bound(ro, r[i].hi, r[i].hil);
+                rocksdb_iterator_t *it = rocksdb_create_iterator(st->db, ro);
+                for (rocksdb_iter_seek(it, r[i].lo, r[i].lol); rocksdb_iter_valid(it);
+                     rocksdb_iter_next(it)) {
+                        size_t kl, vl;
+                        const char *k = rocksdb_iter_key(it, &kl);
+                        const char *v = rocksdb_iter_value(it, &vl);
+                        if ((stop = cb(opaque, k, kl, v, vl)))
+                                break;
+                }
+                rocksdb_iter_get_error(it, &rerr);
+                rocksdb_iter_destroy(it);
+                rocksdb_readoptions_destroy(ro);
+        }
+        rocksdb_release_snapshot(st->db, snap);
+        if (rerr)
+                return rdb_err(rerr, "range scan", errstr, errstr_size);
+        return SSEG_OK;
+}
+
 void sseg_state_get_stats(const sseg_state_t *st, sseg_state_stats_t *s) {
         *s = st->stats;
         s->cache_entries = st->cnt;

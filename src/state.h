@@ -167,6 +167,17 @@ sseg_err_t sseg_state_scan_committed(sseg_state_t *st, const void *lo, size_t lo
                                      size_t hil, size_t max, sseg_state_iter_cb *cb, void *opaque,
                                      char *errstr, size_t errstr_size);
 
+/* The same over several key ranges read from one snapshot, in the order given: e.g. the
+ * partitions' metadata ('o', whose watermarks were committed with the users) and then the
+ * users ('u'), without walking the keys between them. cb returning non-zero stops the scan. */
+typedef struct {
+        const void *lo, *hi;
+        size_t lol, hil;
+} sseg_state_range_t;
+sseg_err_t sseg_state_scan_committed_ranges(sseg_state_t *st, const sseg_state_range_t *r, int n,
+                                            sseg_state_iter_cb *cb, void *opaque, char *errstr,
+                                            size_t errstr_size);
+
 /* Builds the key of a user ('u' + BE32 partition + uid) into out (>= 5 + len bytes); returns
  * the key length. */
 size_t sseg_state_user_key(char *out, int32_t partition, const char *uid, size_t len);

@@ -4,7 +4,8 @@
  * score just before and at it, cooldown-deferred crossings, recovery, the engagement basis and
  * BG/NBD's never-churning one-time buyer; timer keys (layout and order); the sweep over a real
  * RocksDB (only due timers visited, in time order, bounded); the alert record decoded with
- * Avro-C against schemas/churn_alert.avsc and its JSON twin; the model JSON (prior, stored).
+ * Avro-C against schemas/churn_alert.avsc and its JSON twin; the model JSON (prior, stored);
+ * a background refit bringing silent buyers' timers forward (offline pipeline).
  */
 #include <avro.h>
 #include <math.h>
@@ -20,6 +21,9 @@
 #include "churnstage.h"
 #include "conf.h"
 #include "decode.h"
+#include "event.h"
+#include "log.h"
+#include "pipeline.h"
 #include "state.h"
 
 #define DAY  86400000LL
@@ -574,6 +578,134 @@ static void test_model_json(void) {
         CHECK_INT_EQ(system(cmd), 0);
 }
 
+/* ---- a refit brings timers forward (offline pipeline, real RocksDB, background refits) ---- */
+
+static void feed_purchase(sseg_pipeline_t *p, int64_t *off, const char *uid, int64_t ts, int n) {
+        sseg_event_t ev;
+        sseg_event_clear(&ev);
+        snprintf(ev.event_id, sizeof(ev.event_id), "%s-%d", uid, n);
+        ev.user_id_len = (uint32_t)snprintf(ev.user_id, sizeof(ev.user_id), "%s", uid);
+        ev.type = SSEG_EV_PURCHASE;
+        ev.ts_ms = ts;
+        snprintf(ev.order_id, sizeof(ev.order_id), "%s-o%d", uid, n);
+        ev.has_order_id = 1;
+        ev.price = 20;
+        ev.has_price = 1;
+        sseg_buf_t b;
+        sseg_buf_init(&b);
+        sseg_event_encode_avro(&ev, &b);
+        CHECK_INT_EQ(sseg_pipeline_feed(p, 0, (*off)++, ev.user_id, ev.user_id_len, b.p, b.len),
+                     SSEG_OK);
+        sseg_buf_free(&b);
+}
+
+static uint32_t stored_model_version(sseg_pipeline_t *p) {
+        char *v, err[256];
+        size_t vl;
+        sseg_churn_model_t m;
+        if (sseg_state_read(sseg_pipeline_state(p), SSEG_CHURN_MODEL_KEY,
+                            strlen(SSEG_CHURN_MODEL_KEY), &v, &vl, err, sizeof(err)))
+                return 0;
+        sseg_err_t e = sseg_churn_model_deserialize(v, vl, &m, err, sizeof(err));
+        free(v);
+        return e ? 0 : m.version;
+}
+
+/* Regression: a silent buyer's timer is solved with the model of its last scoring. Under a
+ * prior that hardly lets anyone drop out (a = 1e-6: the 0.5 level is ~85 years away) it was
+ * never due, and refits that learnt otherwise did not move it: the user was never alerted.
+ * Now the refit's wake-up pass puts an earlier timer key and the sweep re-scores the user.
+ * 200 buyers buy every 1..6 days; the even ones go on to day 60, the odd ones stop after 2..4
+ * purchases. Refits run every ms of wall clock; we wait until one that started after the last
+ * record's commit was applied (two versions later), then sweep twice more. */
+static void test_refit_wakeup(void) {
+        char dir[] = "/tmp/test-churnstage-wake-XXXXXX";
+        CHECK(mkdtemp(dir) != NULL);
+        sseg_log_set_level(SSEG_LOG_ERROR);
+        sseg_conf_t *c = sseg_conf_new();
+        char err[512];
+        const char *kv[] = {"segments.k=0",           "commit.interval.ms=600000",
+                            "commit.max.events=50",   "churn.prior.a=0.000001",
+                            "churn.fit.min.users=50", "churn.refit.interval.ms=1",
+                            "log.level=error"};
+        for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+                CHECK_INT_EQ(sseg_conf_set_kv(c, kv[i], err, sizeof(err)), SSEG_OK);
+        CHECK_INT_EQ(sseg_conf_set(c, "state.dir", dir, err, sizeof(err)), SSEG_OK);
+        sseg_err_t e;
+        sseg_pipeline_t *p = sseg_pipeline_new_offline(c, &e, err, sizeof(err));
+        CHECK(p != NULL);
+        if (!p) {
+                fprintf(stderr, "pipeline: %s\n", err);
+                sseg_conf_destroy(c);
+                return;
+        }
+        enum { N = 200 };
+        int64_t off = 0;
+        char uid[16];
+        /* Heterogeneous rates (an interval of 1..6 days) and lives (the odd ones stop after
+         * 2..4 purchases), else the fit is degenerate (r or a running to infinity). */
+        int bought[N] = {0};
+        for (int d = 0; d <= 60; d++)
+                for (int i = 0; i < N; i++) {
+                        int every = 1 + (i * 7 + 3) % 6, last = 2 + (i / 2) % 3;
+                        if (d % every || (i % 2 && bought[i] >= last))
+                                continue;
+                        snprintf(uid, sizeof(uid), "b%03d", i);
+                        feed_purchase(p, &off, uid, T0 + d * DAY + 3600000 + i * 1000, bought[i]++);
+                }
+        CHECK_INT_EQ(sseg_pipeline_end_cycle(p), SSEG_OK);
+        uint32_t v0 = stored_model_version(p), v = v0;
+        for (int i = 0; i < 3000 && v < v0 + 2; i++) {
+                usleep(10000);
+                CHECK_INT_EQ(sseg_pipeline_end_cycle(p), SSEG_OK);
+                v = stored_model_version(p);
+        }
+        CHECK(v >= v0 + 2);
+        for (int i = 0; i < 2; i++)
+                CHECK_INT_EQ(sseg_pipeline_end_cycle(p), SSEG_OK);
+
+        int odd_alerted = 0, even_alerted = 0;
+        for (int i = 0; i < N; i++) {
+                char key[5 + SSEG_USER_ID_MAX], *val;
+                size_t ul = (size_t)snprintf(uid, sizeof(uid), "b%03d", i), vl;
+                size_t kl = sseg_state_user_key(key, 0, uid, ul);
+                CHECK_INT_EQ(
+                    sseg_state_read(sseg_pipeline_state(p), key, kl, &val, &vl, err, sizeof(err)),
+                    SSEG_OK);
+                sseg_user_t u;
+                CHECK_INT_EQ(sseg_state_unpack_user(val, vl, &u), SSEG_OK);
+                free(val);
+                if (u.churn_level >= 0)
+                        *(i % 2 ? &odd_alerted : &even_alerted) += 1;
+                if (i % 2 && u.churn_level >= 0)
+                        CHECK(u.churn_score >= 0.5f);
+        }
+        /* Every silent buyer has crossed a level; the steady ones (bought at the last
+         * watermark) mostly not. */
+        CHECK_INT_EQ(odd_alerted, N / 2);
+        CHECK(even_alerted < N / 20);
+
+        /* A timer key whose user does not exist (a wake-up of a user erased since) fires
+         * without making a state for it, and goes. */
+        char tk[SSEG_CHURN_TIMER_KEY_MAX], gk[5 + SSEG_USER_ID_MAX], *gv;
+        size_t tl = sseg_churnstage_timer_key(tk, 0, T0 + 62 * DAY, "ghost", 5), gvl;
+        size_t gkl = sseg_state_user_key(gk, 0, "ghost", 5);
+        CHECK_INT_EQ(sseg_state_put_now(sseg_pipeline_state(p), tk, tl, "", 0, err, sizeof(err)),
+                     SSEG_OK);
+        feed_purchase(p, &off, "b000", T0 + 63 * DAY, 99);
+        for (int i = 0; i < 2; i++)
+                CHECK_INT_EQ(sseg_pipeline_end_cycle(p), SSEG_OK);
+        CHECK_INT_EQ(sseg_state_read(sseg_pipeline_state(p), gk, gkl, &gv, &gvl, err, sizeof(err)),
+                     SSEG_ERR_NOENT);
+        CHECK_INT_EQ(sseg_state_read(sseg_pipeline_state(p), tk, tl, &gv, &gvl, err, sizeof(err)),
+                     SSEG_ERR_NOENT);
+        sseg_pipeline_destroy(p);
+        sseg_conf_destroy(c);
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        CHECK(system(cmd) == 0);
+}
+
 int main(void) {
         test_decide();
         test_score_user();
@@ -581,5 +713,6 @@ int main(void) {
         test_sweep();
         test_alert();
         test_model_json();
+        test_refit_wakeup();
         return check_result();
 }

@@ -1,5 +1,6 @@
 /* state: RocksDB round trip through the write-back cache, atomic commit with partition
- * metadata, layout version check, eviction under the byte bound, partition drop. */
+ * metadata, layout version check, eviction under the byte bound, partition drop, scans of
+ * several ranges from one snapshot. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +166,68 @@ static void test_scan(void) {
         sseg_state_close(st);
 }
 
+typedef struct {
+        sseg_state_t *st;
+        int o, t, u, other, u_before_o, wrote;
+} ranges_t;
+
+static int ranges_cb(void *opaque, const char *k, size_t kl, const char *v, size_t vl) {
+        ranges_t *r = opaque;
+        (void)v;
+        (void)vl;
+        if (!kl)
+                return 0;
+        if (k[0] == 'o') {
+                r->o++;
+                r->u_before_o += r->u > 0;
+        } else if (k[0] == 'u') {
+                r->u++;
+        } else if (k[0] == 't') {
+                r->t++;
+        } else {
+                r->other++;
+        }
+        if (!r->wrote) {
+                /* Written after the scan began: not in its snapshot. */
+                char key[64], err[256];
+                size_t nkl = sseg_state_user_key(key, 0, "zz-late", 7);
+                r->wrote = 1;
+                CHECK_INT_EQ(sseg_state_put_now(r->st, key, nkl, "x", 1, err, sizeof(err)),
+                             SSEG_OK);
+        }
+        return 0;
+}
+
+/* Two ranges from one snapshot, in the order given, without the keys between them. */
+static void test_scan_ranges(void) {
+        sseg_state_t *st = open_st(64 << 20);
+        char err[512];
+        CHECK_INT_EQ(sseg_state_put_now(st, "t\0\0\0\0timer", 9, "", 0, err, sizeof(err)), SSEG_OK);
+        sseg_state_range_t r[2] = {{"o", "p", 1, 1}, {"u", "v", 1, 1}};
+        ranges_t c = {.st = st};
+        CHECK_INT_EQ(sseg_state_scan_committed_ranges(st, r, 2, ranges_cb, &c, err, sizeof(err)),
+                     SSEG_OK);
+        CHECK(c.o >= 1); /* the partitions committed by the tests above */
+        CHECK_INT_EQ(c.u, 4 + 20000);
+        CHECK_INT_EQ(c.t, 0);
+        CHECK_INT_EQ(c.other, 0);
+        CHECK_INT_EQ(c.u_before_o, 0);
+        /* The late key is there for the next scan. */
+        ranges_t c2 = {.st = st, .wrote = 1};
+        CHECK_INT_EQ(
+            sseg_state_scan_committed_ranges(st, r + 1, 1, ranges_cb, &c2, err, sizeof(err)),
+            SSEG_OK);
+        CHECK_INT_EQ(c2.u, 4 + 20000 + 1);
+        char key[64];
+        size_t kl = sseg_state_user_key(key, 0, "zz-late", 7);
+        sseg_state_wb_t *w = sseg_state_wb_new();
+        sseg_state_wb_delete(w, key, kl);
+        sseg_state_wb_delete(w, "t\0\0\0\0timer", 9);
+        CHECK_INT_EQ(sseg_state_wb_write(st, w, err, sizeof(err)), SSEG_OK);
+        sseg_state_wb_destroy(w);
+        sseg_state_close(st);
+}
+
 /* Stored users are LZ4-compressed (flag 0x8000 in the size field) and decode to the struct
  * that was written; a damaged body is refused as a version/format error. */
 static void test_compressed_value(void) {
@@ -194,6 +257,7 @@ int main(void) {
         test_version_check();
         test_eviction_and_drop();
         test_scan();
+        test_scan_ranges();
         test_compressed_value();
         char cmd[128];
         snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

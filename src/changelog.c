@@ -360,8 +360,18 @@ sseg_err_t sseg_changelog_restore_many(sseg_changelog_t *c, const int32_t *parts
         int nread = 0;
         for (int k = 0; k < n && !err; k++) {
                 prest_t *x = &xs[k];
-                rd_kafka_resp_err_t kerr = rd_kafka_query_watermark_offsets(
-                    c->rk, c->topic, parts[k], &x->lo, &x->hi, WATERMARK_MS);
+                /* Retried while the cluster settles (a leader moving, a broker restarting). */
+                rd_kafka_resp_err_t kerr;
+                double until = mono_ms() + STALL_MS;
+                while ((kerr = rd_kafka_query_watermark_offsets(c->rk, c->topic, parts[k], &x->lo,
+                                                                &x->hi, WATERMARK_MS)) &&
+                       kerr != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
+                       kerr != RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED && mono_ms() < until) {
+                        sseg_warn("state.changelog.topic %s [%d]: watermarks: %s; retrying",
+                                  c->topic, parts[k], rd_kafka_err2str(kerr));
+                        struct timespec ts = {0, 200 * 1000000L};
+                        nanosleep(&ts, NULL);
+                }
                 if (kerr) {
                         errf(errstr, errstr_size, "state.changelog.topic %s [%d]: watermarks: %s",
                              c->topic, parts[k], rd_kafka_err2str(kerr));
@@ -409,10 +419,19 @@ sseg_err_t sseg_changelog_restore_many(sseg_changelog_t *c, const int32_t *parts
                                         x->done = 1;
                                         left--;
                                 }
-                        } else if (!err && msg->err) {
+                        } else if (!err && msg->err &&
+                                   (msg->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                                    msg->err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+                                    msg->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+                                    msg->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET)) {
                                 errf(errstr, errstr_size, "state.changelog.topic %s [%d]: %s",
                                      c->topic, msg->partition, rd_kafka_message_errstr(msg));
                                 err = SSEG_ERR_KAFKA;
+                        } else if (!err && msg->err) {
+                                /* transient (transport, leader change): librdkafka retries; a
+                                 * real stall ends in the error below */
+                                sseg_warn("state.changelog.topic %s [%d]: %s", c->topic,
+                                          msg->partition, rd_kafka_message_errstr(msg));
                         } else if (!err && x && !x->done && msg->offset >= x->next &&
                                    msg->offset < x->hi) {
                                 c->stats.records++;

@@ -20,7 +20,7 @@ OPTS=("${PLAIN[@]}" -X state.changelog.topic=streamseg.changelog -X kafka.sessio
   -X kafka.heartbeat.interval.ms=500)
 
 mock_start --brokers 3 --partitions 4 --topic streamseg.changelog:4
-"$STREAMSEG" gen --users 1000 --days 12 --seed 51 --format json --out "$SSEG_TMP/all.jsonl" --quiet
+"$STREAMSEG" gen --users 600 --days 8 --seed 51 --format json --out "$SSEG_TMP/all.jsonl" --quiet
 total=$(wc -l <"$SSEG_TMP/all.jsonl")
 q=$((total / 4))
 split -l "$q" -d -a 1 "$SSEG_TMP/all.jsonl" "$SSEG_TMP/b"
@@ -51,6 +51,10 @@ wait_owners() { # N TIMEOUT DIRS...
     t=$((t + 1))
   done
   echo "wait_owners: $(owners_total "$@") of $n" >&2
+  for d in "$@"; do
+    echo "$d: $("$STREAMSEG" inspect -X "state.dir=$d" --offsets 2>&1)" >&2
+  done
+  tail -n 15 "$SSEG_TMP"/f*.log >&2 || true
   return 1
 }
 # compare DUMPS_FROM... with the reference R: per partition, the state that reached the end

@@ -263,12 +263,13 @@ static int enum_index(const char *enums, const char *v) {
         return -1;
 }
 
-/* A finite number, nothing after it. */
+/* A finite number, nothing after it. strtod's ERANGE is not checked: an overflow is not finite,
+ * and an underflow is a number the range check judges (1e-310 is a subnormal, not an error, and
+ * the %.17g that sseg_conf_dump() prints for a subnormal must read back). */
 static int parse_double(const char *v, double *out) {
         char *end;
-        errno = 0;
         double x = strtod(v, &end);
-        if (end == v || *end || errno || !isfinite(x))
+        if (end == v || *end || !isfinite(x))
                 return -1;
         *out = x;
         return 0;

@@ -51,6 +51,18 @@ static void test_errors(void) {
         CHECK_INT_EQ(sseg_conf_set(c, "segments.hysteresis", "1.5", err, sizeof(err)),
                      SSEG_ERR_INVAL);
         CHECK(strstr(err, "segments.hysteresis") && strstr(err, "out of range"));
+        /* Tiny numbers are numbers (strtod's underflow is not an error): 0x1p-1074 was accepted
+         * but the dump's 4.9406564584124654e-324 for it was not (fuzz_conf's round trip). */
+        CHECK_INT_EQ(sseg_conf_set(c, "segments.hysteresis", "1e-310", err, sizeof(err)), SSEG_OK);
+        CHECK(c->segments_hysteresis > 0 && c->segments_hysteresis < 1.1e-310);
+        CHECK_INT_EQ(
+            sseg_conf_set(c, "segments.hysteresis", "4.9406564584124654e-324", err, sizeof(err)),
+            SSEG_OK);
+        CHECK(c->segments_hysteresis == 0x1p-1074);
+        CHECK_INT_EQ(sseg_conf_set(c, "segments.hysteresis", "1e-400", err, sizeof(err)), SSEG_OK);
+        CHECK(c->segments_hysteresis == 0);
+        CHECK_INT_EQ(sseg_conf_set(c, "churn.horizon", "1e999", err, sizeof(err)), SSEG_ERR_INVAL);
+        CHECK_INT_EQ(sseg_conf_set(c, "segments.hysteresis", "0.25", err, sizeof(err)), SSEG_OK);
         CHECK_INT_EQ(sseg_conf_set(c, "churn.horizon", "nan", err, sizeof(err)), SSEG_ERR_INVAL);
         CHECK(strstr(err, "churn.horizon") != NULL);
         CHECK_INT_EQ(sseg_conf_set(c, "churn.levels", "0.3,0.6", err, sizeof(err)), SSEG_OK);

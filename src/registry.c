@@ -355,7 +355,7 @@ sseg_err_t sseg_registry_parse_answer(const char *js, size_t n, sseg_buf_t *out,
         jws(&c);
         if (c.p < c.end && *c.p == '}')
                 goto bad;
-        while (c.p < c.end) {
+        for (;;) { /* after a comma another member must follow */
                 jws(&c);
                 sseg_buf_reset(&key);
                 if (jstring(&c, &key))

@@ -1,6 +1,9 @@
-/* test_registry: the Schema Registry answer parser, sseg_registry_parse_answer() (the HTTP and
- * directory fetches are tested through the decoder in test_decode.c). */
+/* test_registry: the Schema Registry answer parser, sseg_registry_parse_answer(), and the size
+ * cap of the directory fetch (the HTTP fetch is tested through the decoder in test_decode.c). */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "check.h"
@@ -37,7 +40,43 @@ static void refuses(const char *js, const char *why_part) {
         CHECK(strstr(why, why_part) != NULL);
 }
 
+/* <dir>/<id>.avsc of n bytes is fetched whole at the cap, refused one byte over it. */
+static void test_dir_cap(void) {
+        char dir[] = "/tmp/sseg_registry_XXXXXX", path[64], err[512];
+        CHECK(mkdtemp(dir) != NULL);
+        sseg_registry_t *r = sseg_registry_new(NULL, dir, err, sizeof(err));
+        CHECK(r != NULL);
+        sseg_buf_t out;
+        sseg_buf_init(&out);
+        for (int id = 1; id <= 2; id++) {
+                snprintf(path, sizeof(path), "%s/%d.avsc", dir, id);
+                FILE *fp = fopen(path, "w");
+                size_t n = SSEG_REGISTRY_MAX_BYTES + (size_t)(id - 1);
+                for (size_t i = 0; i < n; i++)
+                        putc(i == 0 || i == n - 1 ? '"' : 'a', fp);
+                fclose(fp);
+        }
+        sseg_buf_append(&out, "held", 4);
+        CHECK_INT_EQ(sseg_registry_fetch(r, 1, &out, err, sizeof(err)), SSEG_OK);
+        CHECK_INT_EQ(out.len, 4 + SSEG_REGISTRY_MAX_BYTES);
+        CHECK(!memcmp(out.p, "held\"aa", 7) && out.p[out.len - 1] == '"');
+        out.len = 4;
+        CHECK_INT_EQ(sseg_registry_fetch(r, 2, &out, err, sizeof(err)), SSEG_ERR_SCHEMA);
+        CHECK(strstr(err, "2.avsc") && strstr(err, "cap"));
+        CHECK_INT_EQ(out.len, 4);
+        CHECK_INT_EQ(sseg_registry_fetch(r, 3, &out, err, sizeof(err)), SSEG_ERR_NOENT);
+        CHECK_INT_EQ(sseg_registry_requests(r), 0);
+        for (int id = 1; id <= 2; id++) {
+                snprintf(path, sizeof(path), "%s/%d.avsc", dir, id);
+                unlink(path);
+        }
+        rmdir(dir);
+        sseg_buf_free(&out);
+        sseg_registry_destroy(r);
+}
+
 int main(void) {
+        test_dir_cap();
         /* What Confluent's registry sends, and what other registries add. */
         accepts("{\"schema\":\"\\\"string\\\"\"}", "\"string\"");
         accepts(" {\"subject\":\"s\",\"version\":3,\"id\":7,\"references\":[{\"name\":\"x\"}],"

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the seed corpora of the fuzz targets, tests/fuzz/corpus/<target>/, from the schemas
-(schemas/event.avsc and tests/data/schemas/*.avsc) and the property table (CONFIGURATION.md),
-and tests/fuzz/conf.dict from the same table.
+(schemas/event.avsc and tests/data/schemas/*.avsc), the property table (CONFIGURATION.md) and
+the config files in deploy/, and tests/fuzz/conf.dict from the same table.
 
 The seeds are committed; run this again (from anywhere) after a schema or property change:
     /usr/bin/python3 tests/fuzz/make_seeds.py
@@ -184,6 +184,11 @@ kafka.bootstrap.servers=broker1:9092,broker2:9092
 kafka.sasl.password=s3cr=t
 kafka.client.id=streamseg-1\r
 """)
+    # The shipped config files (deploy/; the example is `streamseg config-doc --conf`).
+    for name, parts in (("file-deploy-example", ("deploy", "streamseg.conf.example")),
+                        ("file-deploy-docker", ("deploy", "docker", "streamseg.conf"))):
+        if os.path.exists(os.path.join(SRC, *parts)):
+            write("conf", name, b"\x00" + read(*parts).encode())
     write("conf", "file-errors", b"\x00input.topic=a\nno.such.key=1\n")
     write("conf", "file-bad-value", b"\x00commit.interval.ms=5\n")
     write("conf", "file-no-newline", b"\x00log.level=debug")

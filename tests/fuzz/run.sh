@@ -39,7 +39,7 @@ run() { # run BIN [SECONDS]
     -artifact_prefix="$dir/artifacts/$name-")
   case $name in
   decode) opts+=(-max_len=4096) ;;
-  conf) opts+=(-max_len=5000) ;; # just above the longest line, 4095 bytes
+  conf) opts+=(-max_len=12288) ;; # the deploy example config (10 kB) and lines over 4095 bytes
   registry) opts+=(-max_len=16384) ;;
   esac
   [ -f "$src/tests/fuzz/$name.dict" ] && opts+=(-dict="$src/tests/fuzz/$name.dict")

@@ -263,12 +263,13 @@ static int enum_index(const char *enums, const char *v) {
         return -1;
 }
 
-/* A finite number, nothing after it. */
+/* A finite number, nothing after it. strtod's ERANGE is not checked: an overflow is not finite,
+ * and an underflow is a number the range check judges (1e-310 is a subnormal, not an error, and
+ * the %.17g that sseg_conf_dump() prints for a subnormal must read back). */
 static int parse_double(const char *v, double *out) {
         char *end;
-        errno = 0;
         double x = strtod(v, &end);
-        if (end == v || *end || errno || !isfinite(x))
+        if (end == v || *end || !isfinite(x))
                 return -1;
         *out = x;
         return 0;
@@ -455,6 +456,9 @@ sseg_err_t sseg_conf_set(sseg_conf_t *conf, const char *key, const char *value, 
         return set_prop(conf, p, value, errstr, errstr_size);
 }
 
+/* The longest "key=value" of -X, and of a config file line (without its newline), bytes. */
+#define KV_MAX 4095
+
 static char *trim(char *s) {
         while (isspace((unsigned char)*s))
                 s++;
@@ -465,7 +469,7 @@ static char *trim(char *s) {
 }
 
 sseg_err_t sseg_conf_set_kv(sseg_conf_t *conf, const char *kv, char *errstr, size_t errstr_size) {
-        char tmp[4096];
+        char tmp[KV_MAX + 1];
         if (strlen(kv) >= sizeof(tmp)) {
                 errf(errstr, errstr_size, "property too long (max %zu bytes): %.40s...",
                      sizeof(tmp) - 1, kv);
@@ -481,6 +485,24 @@ sseg_err_t sseg_conf_set_kv(sseg_conf_t *conf, const char *kv, char *errstr, siz
         return sseg_conf_set(conf, trim(tmp), trim(eq + 1), errstr, errstr_size);
 }
 
+/* Reads one line of fp into line[KV_MAX + 1], NUL-terminated, without its newline. Returns its
+ * length, -1 at the end of the file, -2 when the line is longer than KV_MAX (the rest is left
+ * unread), -3 when it holds a NUL byte (which would silently cut the value short). */
+static long read_line(FILE *fp, char *line) {
+        size_t n = 0;
+        int ch, nul = 0;
+        while ((ch = getc(fp)) != EOF && ch != '\n') {
+                if (n == KV_MAX)
+                        return -2;
+                nul |= ch == '\0';
+                line[n++] = (char)ch;
+        }
+        if (ch == EOF && n == 0)
+                return -1;
+        line[n] = '\0';
+        return nul ? -3 : (long)n;
+}
+
 sseg_err_t sseg_conf_load_file(sseg_conf_t *conf, const char *path, char *errstr,
                                size_t errstr_size) {
         FILE *fp = fopen(path, "r");
@@ -488,14 +510,20 @@ sseg_err_t sseg_conf_load_file(sseg_conf_t *conf, const char *path, char *errstr
                 errf(errstr, errstr_size, "%s: cannot open config file: %s", path, strerror(errno));
                 return SSEG_ERR_IO;
         }
-        char line[4096];
+        char line[KV_MAX + 1];
         int lineno = 0;
+        long len;
         sseg_err_t err = SSEG_OK;
-        while (fgets(line, sizeof(line), fp)) {
+        while ((len = read_line(fp, line)) != -1) {
                 lineno++;
-                if (!strchr(line, '\n') && !feof(fp)) {
-                        errf(errstr, errstr_size, "%s:%d: line too long (max %zu bytes)", path,
-                             lineno, sizeof(line) - 2);
+                if (len == -2) {
+                        errf(errstr, errstr_size, "%s:%d: line too long (max %d bytes)", path,
+                             lineno, KV_MAX);
+                        err = SSEG_ERR_INVAL;
+                        break;
+                }
+                if (len == -3) {
+                        errf(errstr, errstr_size, "%s:%d: line holds a NUL byte", path, lineno);
                         err = SSEG_ERR_INVAL;
                         break;
                 }
@@ -507,6 +535,10 @@ sseg_err_t sseg_conf_load_file(sseg_conf_t *conf, const char *path, char *errstr
                         errf(errstr, errstr_size, "%s:%d: %s", path, lineno, msg);
                         break;
                 }
+        }
+        if (!err && ferror(fp)) {
+                errf(errstr, errstr_size, "%s:%d: cannot read config file", path, lineno + 1);
+                err = SSEG_ERR_IO;
         }
         fclose(fp);
         return err;

@@ -339,9 +339,9 @@ static int jskip(jcur_t *c, int depth) {
         return c->p > start ? 0 : -1;
 }
 
-/* Extracts "schema" (and checks "schemaType") from the registry's answer. */
-static sseg_err_t parse_answer(const char *js, size_t n, sseg_buf_t *out, char *why,
-                               size_t why_size) {
+/* Extracts "schema" (and checks "schemaType") from the answer; the contract is in registry.h. */
+sseg_err_t sseg_registry_parse_answer(const char *js, size_t n, sseg_buf_t *out, char *why,
+                                      size_t why_size) {
         jcur_t c = {js, js + n};
         sseg_buf_t key, type;
         sseg_buf_init(&key);
@@ -355,7 +355,7 @@ static sseg_err_t parse_answer(const char *js, size_t n, sseg_buf_t *out, char *
         jws(&c);
         if (c.p < c.end && *c.p == '}')
                 goto bad;
-        while (c.p < c.end) {
+        for (;;) { /* after a comma another member must follow */
                 jws(&c);
                 sseg_buf_reset(&key);
                 if (jstring(&c, &key))
@@ -468,7 +468,8 @@ static sseg_err_t fetch_http(sseg_registry_t *r, int32_t id, sseg_buf_t *out, ch
                 return SSEG_ERR_SCHEMA_FETCH;
         }
         char why[128];
-        if (parse_answer(r->body.p ? r->body.p : "", r->body.len, out, why, sizeof(why))) {
+        if (sseg_registry_parse_answer(r->body.p ? r->body.p : "", r->body.len, out, why,
+                                       sizeof(why))) {
                 errf(errstr, errstr_size, "schema id %ld: %s: %s", (long)id, url, why);
                 return SSEG_ERR_SCHEMA;
         }

@@ -35,6 +35,17 @@ void sseg_registry_destroy(sseg_registry_t *r);
 sseg_err_t sseg_registry_fetch(sseg_registry_t *r, int32_t id, sseg_buf_t *out, char *errstr,
                                size_t errstr_size);
 
+/* Extracts the schema text from the registry's answer to GET /schemas/ids/{id} (js, n bytes, not
+ * NUL-terminated): the first "schema" member of the top-level JSON object, a string, is
+ * unescaped and appended to out (not NUL-terminated; never longer than n). A "schemaType" other
+ * than AVRO (the last one given; absent or empty means AVRO) is refused. Members other than these
+ * two are skipped (nesting at most 32 deep); bytes after the object's closing brace are ignored.
+ * Returns SSEG_OK, or SSEG_ERR_SCHEMA with a one-line reason in why and out as it was.
+ * sseg_registry_fetch() calls it on a 200 answer of at most SSEG_REGISTRY_MAX_BYTES; exposed for
+ * tests and the fuzz target (tests/fuzz/fuzz_registry.c). */
+sseg_err_t sseg_registry_parse_answer(const char *js, size_t n, sseg_buf_t *out, char *why,
+                                      size_t why_size);
+
 /* Number of HTTP requests made since creation (for tests and metrics). */
 uint64_t sseg_registry_requests(const sseg_registry_t *r);
 #endif

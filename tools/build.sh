@@ -12,7 +12,8 @@ shift || true
 build_pkgs=(cmake make gcc pkg-config librdkafka-dev libavro-dev librocksdb-dev libopenblas-dev
   libcurl4-openssl-dev zlib1g-dev liblz4-dev libmicrohttpd-dev)
 test_pkgs=(kcat python3 python3-numpy python3-scipy python3-sklearn python3-confluent-kafka
-  python3-avro python3-yaml chromium)
+  python3-avro python3-yaml chromium
+  clang libclang-rt-14-dev) # clang + libFuzzer: the fuzz_* tests build build/fuzz (docs/fuzzing.md)
 
 install_missing() {
   local missing=()

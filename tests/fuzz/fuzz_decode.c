@@ -8,18 +8,14 @@
  * Invariants checked beyond "no crash": a decoded event has NUL-terminated strings within their
  * caps and a non-empty user id, and it re-encodes to bytes that decode to the same struct.
  *
- * Build and run (from the project root, after building the library with clang + sanitizers):
- *   CC=clang cmake -S . -B build-fuzz -DSSEG_SANITIZE=ON && cmake --build build-fuzz --target sseg
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -iquote src -I include \
- *     -DSSEG_SOURCE_DIR="\"$PWD\"" tests/fuzz/fuzz_decode.c build-fuzz/libstreamseg.a \
- *     $(pkg-config --libs rdkafka avro-c rocksdb openblas libcurl) -lm -lpthread -o fuzz_decode
- *   ./fuzz_decode -max_len=4096 corpus/
+ * Build and run: docs/fuzzing.md (tests/fuzz/run.sh); seeds in tests/fuzz/corpus/decode/.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "decode.h"
 #include "event.h"
@@ -32,6 +28,7 @@
 
 static sseg_decoder_t *decs[NDEC];
 static sseg_decoder_t *plain_check; /* re-decodes our own encoding */
+static char dir[] = "/tmp/sseg_fuzz_registry.XXXXXX";
 
 static void copy(const char *from, const char *to) {
         FILE *in = fopen(from, "r"), *out = fopen(to, "w");
@@ -62,11 +59,17 @@ static sseg_decoder_t *mk(sseg_in_format_t fmt, const char *schema_file, const c
 }
 
 /* Decoders live for the whole run; freed at exit so that LeakSanitizer's final check sees
- * only real leaks. */
+ * only real leaks. The registry directory goes too. */
 static void fini(void) {
+        char p[sizeof(dir) + 16];
         for (int i = 0; i < NDEC; i++)
                 sseg_decoder_destroy(decs[i]);
         sseg_decoder_destroy(plain_check);
+        for (int i = 0; i < 4; i++) {
+                snprintf(p, sizeof(p), "%s/%d.avsc", dir, i + 1);
+                unlink(p);
+        }
+        rmdir(dir);
 }
 
 static void init(void) {
@@ -79,7 +82,6 @@ static void init(void) {
         snprintf(nu, sizeof(nu), "%s/schemas/event_no_user.avsc",
                  data ? data : SSEG_SOURCE_DIR "/tests/data");
         snprintf(ev, sizeof(ev), "%s/schemas/event.avsc", SSEG_SOURCE_DIR);
-        static char dir[] = "/tmp/sseg_fuzz_registry.XXXXXX";
         if (!mkdtemp(dir))
                 abort();
         const char *src[] = {ev, v0, v2, nu};

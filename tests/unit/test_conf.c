@@ -51,6 +51,18 @@ static void test_errors(void) {
         CHECK_INT_EQ(sseg_conf_set(c, "segments.hysteresis", "1.5", err, sizeof(err)),
                      SSEG_ERR_INVAL);
         CHECK(strstr(err, "segments.hysteresis") && strstr(err, "out of range"));
+        /* Tiny numbers are numbers (strtod's underflow is not an error): 0x1p-1074 was accepted
+         * but the dump's 4.9406564584124654e-324 for it was not (fuzz_conf's round trip). */
+        CHECK_INT_EQ(sseg_conf_set(c, "segments.hysteresis", "1e-310", err, sizeof(err)), SSEG_OK);
+        CHECK(c->segments_hysteresis > 0 && c->segments_hysteresis < 1.1e-310);
+        CHECK_INT_EQ(
+            sseg_conf_set(c, "segments.hysteresis", "4.9406564584124654e-324", err, sizeof(err)),
+            SSEG_OK);
+        CHECK(c->segments_hysteresis == 0x1p-1074);
+        CHECK_INT_EQ(sseg_conf_set(c, "segments.hysteresis", "1e-400", err, sizeof(err)), SSEG_OK);
+        CHECK(c->segments_hysteresis == 0);
+        CHECK_INT_EQ(sseg_conf_set(c, "churn.horizon", "1e999", err, sizeof(err)), SSEG_ERR_INVAL);
+        CHECK_INT_EQ(sseg_conf_set(c, "segments.hysteresis", "0.25", err, sizeof(err)), SSEG_OK);
         CHECK_INT_EQ(sseg_conf_set(c, "churn.horizon", "nan", err, sizeof(err)), SSEG_ERR_INVAL);
         CHECK(strstr(err, "churn.horizon") != NULL);
         CHECK_INT_EQ(sseg_conf_set(c, "churn.levels", "0.3,0.6", err, sizeof(err)), SSEG_OK);
@@ -90,6 +102,34 @@ static void test_file(void) {
         fclose(fp);
         CHECK_INT_EQ(sseg_conf_load_file(c, path, err, sizeof(err)), SSEG_ERR_INVAL);
         CHECK(strstr(err, ":2:") && strstr(err, "state.cache.max.bytes"));
+        /* A NUL byte is an error naming its line, also on a last line without a newline (it
+         * used to cut the value short there: state.dir=/data). Found by fuzz_conf. */
+        static const char nul_file[] = "input.topic=b\nstate.dir=/data\0junk";
+        fp = fopen(path, "w");
+        fwrite(nul_file, 1, sizeof(nul_file) - 1, fp);
+        fclose(fp);
+        CHECK_INT_EQ(sseg_conf_load_file(c, path, err, sizeof(err)), SSEG_ERR_INVAL);
+        CHECK(strstr(err, ":2:") && strstr(err, "NUL"));
+        CHECK_STR_EQ(c->state_dir, "./streamseg-state");
+        /* The longest -X (4095 bytes) also fits on a config file line; one more byte does not. */
+        char kv[4097];
+        memset(kv, 'a', sizeof(kv));
+        memcpy(kv, "input.topic=", 12);
+        kv[4095] = '\0';
+        CHECK_INT_EQ(sseg_conf_set_kv(c, kv, err, sizeof(err)), SSEG_OK);
+        fp = fopen(path, "w");
+        fprintf(fp, "%s\n", kv);
+        fclose(fp);
+        CHECK_INT_EQ(sseg_conf_load_file(c, path, err, sizeof(err)), SSEG_OK);
+        CHECK_INT_EQ(strlen(c->input_topic), 4095 - 12);
+        kv[4095] = 'a';
+        kv[4096] = '\0';
+        CHECK_INT_EQ(sseg_conf_set_kv(c, kv, err, sizeof(err)), SSEG_ERR_INVAL);
+        fp = fopen(path, "w");
+        fprintf(fp, "# long\n%s\n", kv);
+        fclose(fp);
+        CHECK_INT_EQ(sseg_conf_load_file(c, path, err, sizeof(err)), SSEG_ERR_INVAL);
+        CHECK(strstr(err, ":2:") && strstr(err, "too long"));
         unlink(path);
         CHECK_INT_EQ(sseg_conf_load_file(c, "/nonexistent/x.conf", err, sizeof(err)), SSEG_ERR_IO);
         CHECK(strstr(err, "/nonexistent/x.conf") != NULL);

@@ -89,6 +89,13 @@ sys.exit(1 if bad else 0)
 EOF
 }
 
+# an instance that ended on its own: show why
+alive() { # PID WHAT
+  kill -0 "$1" 2>/dev/null && return 0
+  grep -h 'ERROR\|fatal\|streamseg:' "$SSEG_TMP"/f*.log | grep -v 'rdkafka' | tail -n 10 >&2 || true
+  fail "$2 ended on its own"
+}
+
 # the reference: one instance, no faults
 produce "$SSEG_TMP/b0"
 produce "$SSEG_TMP/b1"
@@ -121,6 +128,8 @@ sleep 2
 mock_ctl "up 3" || fail "broker up"
 wait_owners $((2 * q)) 90 "$SSEG_TMP/X" "$SSEG_TMP/Y" || fail "batch 1 after leader moves and a broker outage"
 # Y restarts into JoinGroup errors
+alive "$XPID" "X (batch 1)"
+alive "$YPID" "Y (batch 1)"
 stop_streamseg "$YPID" 15
 mock_ctl "errors JoinGroup COORDINATOR_LOAD_IN_PROGRESS 5" || fail "inject"
 produce_to "$SSEG_TMP/b2"
@@ -131,6 +140,8 @@ produce_to "$SSEG_TMP/b3"
 mock_ctl "errors Produce REQUEST_TIMED_OUT 10" || fail "inject"
 wait_owners "$total" 120 "$SSEG_TMP/X" "$SSEG_TMP/Y" || fail "all batches under faults"
 sleep 1
+alive "$XPID" "X (batch 4)"
+alive "$YPID" "Y (batch 4)"
 stop_streamseg "$YPID" 15
 stop_streamseg "$XPID" 15
 [ "$(owners_total "$SSEG_TMP/X" "$SSEG_TMP/Y")" -eq "$total" ] ||

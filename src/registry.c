@@ -1,8 +1,9 @@
 /*
  * registry: writer schema texts by Confluent schema id, from <dir>/<id>.avsc or from a Confluent
  * Schema Registry over HTTP (libcurl, one reused easy handle so the connection stays open).
- * Owns the HTTP client, the response size cap and the small JSON reader for the registry's
- * answer ({"schema": "<escaped schema json>", ...}). Caching and Avro parsing are decode.c's.
+ * Owns the HTTP client, the response size cap and the reading of the registry's answer
+ * ({"schema": "<escaped schema json>", ...}; strings read with json.h). Caching and Avro parsing
+ * are decode.c's.
  */
 #include "registry.h"
 
@@ -15,6 +16,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "json.h"
 
 #define URL_MAX            1024
 #define CONNECT_TIMEOUT_MS 2000L
@@ -176,151 +179,38 @@ static sseg_err_t fetch_file(sseg_registry_t *r, int32_t id, sseg_buf_t *out, ch
 
 /* ---- the registry's JSON answer ----------------------------------------------------------- */
 
-typedef struct {
-        const char *p, *end;
-} jcur_t;
-
-static void jws(jcur_t *c) {
-        while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
-                c->p++;
-}
-
-static int hexval(char ch) {
-        if (ch >= '0' && ch <= '9')
-                return ch - '0';
-        if (ch >= 'a' && ch <= 'f')
-                return ch - 'a' + 10;
-        if (ch >= 'A' && ch <= 'F')
-                return ch - 'A' + 10;
-        return -1;
-}
-
-static int read_hex4(jcur_t *c, uint32_t *v) {
-        if (c->end - c->p < 4)
-                return -1;
-        *v = 0;
-        for (int i = 0; i < 4; i++) {
-                int h = hexval(c->p[i]);
-                if (h < 0)
-                        return -1;
-                *v = (*v << 4) | (uint32_t)h;
-        }
-        c->p += 4;
-        return 0;
-}
-
-static void put_utf8(sseg_buf_t *b, uint32_t cp) {
-        char u[4];
-        size_t n;
-        if (cp < 0x80) {
-                u[0] = (char)cp;
-                n = 1;
-        } else if (cp < 0x800) {
-                u[0] = (char)(0xc0 | (cp >> 6));
-                u[1] = (char)(0x80 | (cp & 0x3f));
-                n = 2;
-        } else if (cp < 0x10000) {
-                u[0] = (char)(0xe0 | (cp >> 12));
-                u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-                u[2] = (char)(0x80 | (cp & 0x3f));
-                n = 3;
-        } else {
-                u[0] = (char)(0xf0 | (cp >> 18));
-                u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-                u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-                u[3] = (char)(0x80 | (cp & 0x3f));
-                n = 4;
-        }
-        sseg_buf_append(b, u, n);
-}
-
-/* Reads a JSON string at c->p (the opening quote) and appends it unescaped to out when out is
- * not NULL. Returns 0, or -1 on malformed input. */
-static int jstring(jcur_t *c, sseg_buf_t *out) {
-        if (c->p >= c->end || *c->p != '"')
-                return -1;
-        c->p++;
-        while (c->p < c->end) {
-                char ch = *c->p++;
-                if (ch == '"')
-                        return 0;
-                if ((unsigned char)ch < 0x20)
-                        return -1;
-                if (ch != '\\') {
-                        if (out)
-                                sseg_buf_putc(out, ch);
-                        continue;
-                }
-                if (c->p >= c->end)
-                        return -1;
-                char e = *c->p++;
-                char lit = 0;
-                switch (e) {
-                case '"': lit = '"'; break;
-                case '\\': lit = '\\'; break;
-                case '/': lit = '/'; break;
-                case 'b': lit = '\b'; break;
-                case 'f': lit = '\f'; break;
-                case 'n': lit = '\n'; break;
-                case 'r': lit = '\r'; break;
-                case 't': lit = '\t'; break;
-                case 'u': {
-                        uint32_t cp, lo;
-                        if (read_hex4(c, &cp))
-                                return -1;
-                        if (cp >= 0xd800 && cp < 0xdc00) {
-                                /* A high surrogate must be followed by \u + low surrogate. */
-                                if (c->end - c->p < 6 || c->p[0] != '\\' || c->p[1] != 'u')
-                                        return -1;
-                                c->p += 2;
-                                if (read_hex4(c, &lo) || lo < 0xdc00 || lo >= 0xe000)
-                                        return -1;
-                                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                        } else if (cp >= 0xdc00 && cp < 0xe000) {
-                                return -1;
-                        }
-                        if (out)
-                                put_utf8(out, cp);
-                        continue;
-                }
-                default: return -1;
-                }
-                if (out)
-                        sseg_buf_putc(out, lit);
-        }
-        return -1;
-}
-
-/* Skips one JSON value of any kind; nesting is bounded by JSON_MAX_DEPTH. */
-static int jskip(jcur_t *c, int depth) {
+/* Skips one JSON value of any kind; nesting is bounded by JSON_MAX_DEPTH. Strings are read by
+ * json.h; numbers and literals are runs of their characters, not checked for spelling (the
+ * contract registry.h states and tests/fuzz/fuzz_registry.c holds the parser to). */
+static int jskip(sseg_json_t *c, int depth) {
         if (depth > JSON_MAX_DEPTH)
                 return -1;
-        jws(c);
+        sseg_json_ws(c);
         if (c->p >= c->end)
                 return -1;
         char ch = *c->p;
         if (ch == '"')
-                return jstring(c, NULL);
+                return sseg_json_string(c, NULL);
         if (ch == '{' || ch == '[') {
                 char close = ch == '{' ? '}' : ']';
                 c->p++;
-                jws(c);
+                sseg_json_ws(c);
                 if (c->p < c->end && *c->p == close) {
                         c->p++;
                         return 0;
                 }
                 while (c->p < c->end) {
                         if (ch == '{') {
-                                jws(c);
-                                if (jstring(c, NULL))
+                                sseg_json_ws(c);
+                                if (sseg_json_string(c, NULL))
                                         return -1;
-                                jws(c);
+                                sseg_json_ws(c);
                                 if (c->p >= c->end || *c->p++ != ':')
                                         return -1;
                         }
                         if (jskip(c, depth + 1))
                                 return -1;
-                        jws(c);
+                        sseg_json_ws(c);
                         if (c->p >= c->end)
                                 return -1;
                         if (*c->p == close) {
@@ -342,40 +232,41 @@ static int jskip(jcur_t *c, int depth) {
 /* Extracts "schema" (and checks "schemaType") from the answer; the contract is in registry.h. */
 sseg_err_t sseg_registry_parse_answer(const char *js, size_t n, sseg_buf_t *out, char *why,
                                       size_t why_size) {
-        jcur_t c = {js, js + n};
+        sseg_json_t c;
+        sseg_json_init(&c, js, n);
         sseg_buf_t key, type;
         sseg_buf_init(&key);
         sseg_buf_init(&type);
         size_t start = out->len;
         int found = 0;
         sseg_err_t err = SSEG_ERR_SCHEMA;
-        jws(&c);
+        sseg_json_ws(&c);
         if (c.p >= c.end || *c.p++ != '{')
                 goto bad;
-        jws(&c);
+        sseg_json_ws(&c);
         if (c.p < c.end && *c.p == '}')
                 goto bad;
         for (;;) { /* after a comma another member must follow */
-                jws(&c);
+                sseg_json_ws(&c);
                 sseg_buf_reset(&key);
-                if (jstring(&c, &key))
+                if (sseg_json_string(&c, &key))
                         goto bad;
-                jws(&c);
+                sseg_json_ws(&c);
                 if (c.p >= c.end || *c.p++ != ':')
                         goto bad;
-                jws(&c);
+                sseg_json_ws(&c);
                 if (key.len == 6 && !memcmp(key.p, "schema", 6) && !found) {
-                        if (jstring(&c, out))
+                        if (sseg_json_string(&c, out))
                                 goto bad;
                         found = 1;
                 } else if (key.len == 10 && !memcmp(key.p, "schemaType", 10)) {
                         sseg_buf_reset(&type);
-                        if (jstring(&c, &type))
+                        if (sseg_json_string(&c, &type))
                                 goto bad;
                 } else if (jskip(&c, 1)) {
                         goto bad;
                 }
-                jws(&c);
+                sseg_json_ws(&c);
                 if (c.p < c.end && *c.p == '}') {
                         c.p++;
                         break;

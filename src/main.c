@@ -12,6 +12,7 @@
 #include "mockcluster.h"
 #include "replay.h"
 #include "streamseg/streamseg.h"
+#include "watch.h"
 
 static void usage(FILE *fp) {
         fprintf(fp,
@@ -28,6 +29,9 @@ static void usage(FILE *fp) {
                 "                                    taobao, cdnow) as events, in time order\n"
                 "  inspect -X state.dir=DIR [--user ID | --offsets | --dump [--raw]]\n"
                 "                                    print a state directory as JSON (read-only)\n"
+                "  watch [-c FILE] [-X key=value]... [--once]\n"
+                "                                    a terminal view of the output topics\n"
+                "                                    (segment statistics, churn alerts)\n"
                 "  config-doc [--conf]               print CONFIGURATION.md, or (--conf) the\n"
                 "                                    commented example config file\n"
                 "  metrics-doc                       print METRICS.md\n"
@@ -79,6 +83,8 @@ int main(int argc, char **argv) {
                 return sseg_cmd_gen(argc - 1, argv + 1);
         if (!strcmp(cmd, "replay"))
                 return sseg_cmd_replay(argc - 1, argv + 1);
+        if (!strcmp(cmd, "watch"))
+                return sseg_cmd_watch(argc - 1, argv + 1);
         fprintf(stderr, "streamseg: unknown command '%s'\n\n", cmd);
         usage(stderr);
         return 2;

@@ -951,7 +951,8 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
                 link_state(w, 0, reason);
         else
                 snprintf(w->src.link, sizeof(w->src.link), "%s", reason);
-        if (!quiet_rdkafka)
+        /* a transport failure is already in librdkafka's own log line */
+        if (!quiet_rdkafka && err != RD_KAFKA_RESP_ERR__TRANSPORT)
                 sseg_warn("kafka: %s: %s", rd_kafka_err2name(err), reason);
 }
 

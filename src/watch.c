@@ -541,7 +541,6 @@ typedef struct {
 typedef struct {
         sseg_watch_alert_t a;
         int64_t kts;
-        uint64_t seq;
 } latest_t;
 
 struct sseg_watch_view_s {
@@ -556,9 +555,8 @@ struct sseg_watch_view_s {
         int have_alert;
         int64_t churn_version;
         bucket_t ring[RATE_WINDOW_S];
-        latest_t *latest; /* ascending by (kts, seq) */
+        latest_t *latest; /* ascending by Kafka timestamp, arrival order among equals */
         int count, nlatest;
-        uint64_t seq;
 };
 
 sseg_watch_view_t *sseg_watch_view_new(int count) {
@@ -631,7 +629,6 @@ void sseg_watch_view_add_alert(sseg_watch_view_t *v, const sseg_watch_alert_t *a
                 b->n[row][dir]++;
 
         /* the latest `count` by Kafka timestamp, arrival order among equals */
-        uint64_t seq = ++v->seq;
         if (v->nlatest == v->count) {
                 if (kafka_ts_ms < v->latest[0].kts)
                         return;
@@ -645,7 +642,6 @@ void sseg_watch_view_add_alert(sseg_watch_view_t *v, const sseg_watch_alert_t *a
         }
         v->latest[i].a = *a;
         v->latest[i].kts = kafka_ts_ms;
-        v->latest[i].seq = seq;
         v->nlatest++;
 }
 
@@ -656,7 +652,37 @@ typedef struct {
         int width, max_lines, lines;
 } text_t;
 
-/* One line: control characters become '?', cut to t->width columns (UTF-8 aware). */
+/* The length of the character at s (1..4, at most n) and whether it may reach a terminal:
+ * well-formed UTF-8 that is no C0 or C1 control (a C1 such as U+009B would start an escape
+ * sequence on some terminals, as would a raw ESC). An ill-formed sequence: 1, not ok. */
+static size_t utf8_char(const unsigned char *s, size_t n, int *ok) {
+        *ok = 0;
+        unsigned char c = s[0];
+        if (c < 0x80) {
+                *ok = c >= 0x20 && c != 0x7f;
+                return 1;
+        }
+        size_t len = c >= 0xc2 && c <= 0xdf   ? 2
+                     : c >= 0xe0 && c <= 0xef ? 3
+                     : c >= 0xf0 && c <= 0xf4 ? 4
+                                              : 0;
+        if (!len || len > n)
+                return 1;
+        uint32_t cp = c & (0x7f >> len);
+        for (size_t i = 1; i < len; i++) {
+                if ((s[i] & 0xc0) != 0x80)
+                        return 1;
+                cp = cp << 6 | (s[i] & 0x3f);
+        }
+        static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                return 1;
+        *ok = cp >= 0xa0;
+        return len;
+}
+
+/* One line: characters that must not reach a terminal become '?', cut to t->width columns
+ * (one column per character). */
 static void line(text_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void line(text_t *t, const char *fmt, ...) {
         if (t->max_lines > 0 && t->lines >= t->max_lines)
@@ -672,13 +698,14 @@ static void line(text_t *t, const char *fmt, ...) {
         while (len > 0 && tmp[len - 1] == ' ')
                 len--;
         int cols = 0;
-        for (size_t i = 0; i < len; i++) {
-                unsigned char ch = (unsigned char)tmp[i];
-                int starts = (ch & 0xc0) != 0x80; /* not a UTF-8 continuation byte */
-                if (starts && t->width > 0 && cols >= t->width)
-                        break;
-                cols += starts;
-                sseg_buf_putc(t->out, ch < 0x20 || ch == 0x7f ? '?' : (char)ch);
+        for (size_t i = 0; i < len && (t->width <= 0 || cols < t->width); cols++) {
+                int ok;
+                size_t cl = utf8_char((const unsigned char *)tmp + i, len - i, &ok);
+                if (ok)
+                        sseg_buf_append(t->out, tmp + i, cl);
+                else
+                        sseg_buf_putc(t->out, '?');
+                i += cl;
         }
         sseg_buf_putc(t->out, '\n');
         t->lines++;
@@ -780,7 +807,8 @@ static void render_header(const sseg_watch_view_t *v, const sseg_watch_source_t 
                 line(t, "segments  no statistics record yet");
         }
         if (v->have_alert)
-                line(t, "churn     model v%" PRId64 " (latest alerts)", v->churn_version);
+                line(t, "churn     model v%" PRId64 " (the highest of the alerts read)",
+                     v->churn_version);
         else
                 line(t, "churn     no alert yet");
 }
@@ -902,8 +930,10 @@ typedef struct {
         int nparts[2];   /* per topic: partitions, -1 not found */
         int resolved[2]; /* the metadata answered for the topic (found or not) */
         part_t parts[PARTS_MAX];
+        part_t old_parts[PARTS_MAX]; /* assign()'s copy of parts */
         int nassigned;
         int assigned_once;
+        int known[2]; /* the topic was resolved at an assignment: later partitions are new */
         sseg_watch_source_t src;
         sseg_watch_view_t *view;
         sseg_watch_dec_t *dec;
@@ -1053,9 +1083,11 @@ static int64_t tail_count(const watch_t *w, int topic) {
         return topic == T_STATS ? SSEG_WATCH_SEG_MAX : w->count;
 }
 
-/* Assigns every partition of both topics; partitions read before resume where they were. */
+/* Assigns every partition of both topics; partitions read before resume where they were. A
+ * partition that appears later (a topic created, partitions added) is read from its
+ * beginning: everything in it is new. */
 static int assign(watch_t *w, char *errstr, size_t errstr_size) {
-        part_t old[PARTS_MAX];
+        part_t *old = w->old_parts;
         int nold = w->nassigned;
         memcpy(old, w->parts, (size_t)nold * sizeof(part_t));
         int n = 0;
@@ -1067,8 +1099,7 @@ static int assign(watch_t *w, char *errstr, size_t errstr_size) {
                                         p = &old[i];
                         w->parts[n++] =
                             p ? *p
-                              : (part_t){
-                                    .topic = t, .id = id, .next = -1, .late = w->assigned_once};
+                              : (part_t){.topic = t, .id = id, .next = -1, .late = w->known[t]};
                 }
         }
         w->nassigned = n;
@@ -1088,6 +1119,8 @@ static int assign(watch_t *w, char *errstr, size_t errstr_size) {
                 return -1;
         }
         w->assigned_once = 1;
+        for (int t = 0; t < 2; t++)
+                w->known[t] |= w->resolved[t];
         w->src.stats_parts = w->nparts[T_STATS];
         w->src.alerts_parts = w->nparts[T_ALERTS];
         return 0;

@@ -326,9 +326,36 @@ static void test_view(void) {
         sseg_watch_view_destroy(v);
 }
 
+/* Record strings reach a terminal only as printable UTF-8: a C1 control (U+009B, CSI on some
+ * terminals) and ill-formed bytes become '?'; the cut to the width counts characters. */
+static void test_sanitise(void) {
+        sseg_watch_view_t *v = sseg_watch_view_new(1);
+        sseg_watch_source_t src;
+        memset(&src, 0, sizeof(src));
+        src.cluster = src.stats_topic = src.alerts_topic = src.format = "x";
+        src.connected = 1;
+        sseg_watch_alert_t a;
+        memset(&a, 0, sizeof(a));
+        snprintf(a.user_id, sizeof(a.user_id), "%s", "\xc3\xa9\xc2\x9b[31m\xff\xe2\x82\xc3\xa9!");
+        sseg_watch_view_add_alert(v, &a, T0);
+        sseg_buf_t b;
+        sseg_buf_init(&b);
+        sseg_watch_view_render(v, &src, T0, 0, 0, &b);
+        sseg_buf_putc(&b, 0);
+        CHECK(strstr(b.p, "  \xc3\xa9?[31m???\xc3\xa9! ") != NULL);
+        /* cut to 23 columns: the time (19), two spaces, "é?" */
+        sseg_buf_reset(&b);
+        sseg_watch_view_render(v, &src, T0, 23, 0, &b);
+        sseg_buf_putc(&b, 0);
+        CHECK(strstr(b.p, "\n1970-01-01 00:00:00  \xc3\xa9?\n") != NULL);
+        sseg_buf_free(&b);
+        sseg_watch_view_destroy(v);
+}
+
 int main(void) {
         test_stats_records();
         test_alert_records();
         test_view();
+        test_sanitise();
         return check_result();
 }

@@ -1260,6 +1260,10 @@ static int run(watch_t *w, volatile sig_atomic_t *stop) {
         int64_t start = mono_ms(), next_meta = 0, next_draw = 0;
         uint64_t drawn_news = UINT64_MAX;
         int live_tty = w->tty && !w->once;
+        /* A terminal gets a frame at once; plain blocks start one interval in, after the
+         * first records. */
+        if (!live_tty)
+                next_draw = start + w->interval_ms;
         if (live_tty)
                 fputs("\033[?25l\033[2J", stdout); /* hide the cursor, clear the screen */
         int rc = 0;

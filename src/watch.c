@@ -147,13 +147,114 @@ void sseg_watch_dec_destroy(sseg_watch_dec_t *d) {
 
 /* ---- Avro ----------------------------------------------------------------------------------- */
 
-/* Reads one whole record of schema r into d->rec[r].val. Avro-C 1.11 allocates a string's
- * declared length before it reads it; RECORD_MAX bounds the record, and a length larger than
- * what the allocator grants fails the read (ENOMEM) instead of the process. */
+#define SKIM_DEPTH     32      /* nesting of the schemas walked */
+#define SKIM_ITEMS_MAX 1000000 /* array and map items per record */
+
+static int skim_long(const uint8_t **p, const uint8_t *end, int64_t *v) {
+        uint64_t u = 0;
+        for (int i = 0; i < 10; i++) {
+                if (*p >= end)
+                        return -1;
+                uint8_t b = *(*p)++;
+                u |= (uint64_t)(b & 0x7f) << (7 * i);
+                if (!(b & 0x80)) {
+                        *v = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+                        return 0;
+                }
+        }
+        return -1;
+}
+
+static int skim_take(const uint8_t **p, const uint8_t *end, int64_t n) {
+        if (n < 0 || n > end - *p)
+                return -1;
+        *p += n;
+        return 0;
+}
+
+/* Walks one value of schema s in Avro binary at *p, checking every length, count and index
+ * against the bytes left and the schema. Avro-C 1.11 is given only bytes that pass: its
+ * reader allocates a string's declared length before reading it and does not free it when the
+ * read then fails, so each damaged record (or a JSON record read as Avro) would leak up to
+ * what it declares. */
+static int skim(avro_schema_t s, const uint8_t **p, const uint8_t *end, int depth, int64_t *items) {
+        int64_t v;
+        if (depth > SKIM_DEPTH)
+                return -1;
+        switch (avro_typeof(s)) {
+        case AVRO_NULL: return 0;
+        case AVRO_BOOLEAN:
+                if (*p >= end || **p > 1)
+                        return -1;
+                (*p)++;
+                return 0;
+        case AVRO_INT32: return skim_long(p, end, &v) || v < INT32_MIN || v > INT32_MAX ? -1 : 0;
+        case AVRO_INT64: return skim_long(p, end, &v);
+        case AVRO_FLOAT: return skim_take(p, end, 4);
+        case AVRO_DOUBLE: return skim_take(p, end, 8);
+        case AVRO_STRING:
+        case AVRO_BYTES: return skim_long(p, end, &v) || skim_take(p, end, v) ? -1 : 0;
+        case AVRO_FIXED: return skim_take(p, end, avro_schema_fixed_size(s));
+        case AVRO_ENUM:
+                return skim_long(p, end, &v) || v < 0 || v >= avro_schema_enum_number_of_symbols(s)
+                           ? -1
+                           : 0;
+        case AVRO_RECORD:
+                for (size_t i = 0; i < avro_schema_record_size(s); i++)
+                        if (skim(avro_schema_record_field_get_by_index(s, (int)i), p, end,
+                                 depth + 1, items))
+                                return -1;
+                return 0;
+        case AVRO_UNION:
+                if (skim_long(p, end, &v) || v < 0 || (size_t)v >= avro_schema_union_size(s))
+                        return -1;
+                return skim(avro_schema_union_branch(s, (int)v), p, end, depth + 1, items);
+        case AVRO_ARRAY:
+        case AVRO_MAP: {
+                int map = avro_typeof(s) == AVRO_MAP;
+                avro_schema_t it = map ? avro_schema_map_values(s) : avro_schema_array_items(s);
+                for (;;) { /* blocks: a count (negative: then a byte size), the items; 0 ends */
+                        if (skim_long(p, end, &v))
+                                return -1;
+                        if (v == 0)
+                                return 0;
+                        if (v < 0) {
+                                int64_t bytes;
+                                if (v == INT64_MIN || skim_long(p, end, &bytes) || bytes < 0)
+                                        return -1;
+                                v = -v;
+                        }
+                        if (v > SKIM_ITEMS_MAX - *items)
+                                return -1;
+                        *items += v;
+                        for (int64_t i = 0; i < v; i++) {
+                                int64_t kl; /* a map key: a string */
+                                if (map && (skim_long(p, end, &kl) || skim_take(p, end, kl)))
+                                        return -1;
+                                if (skim(it, p, end, depth + 1, items))
+                                        return -1;
+                        }
+                }
+        }
+        case AVRO_LINK: return skim(avro_schema_link_target(s), p, end, depth + 1, items);
+        default: return -1;
+        }
+}
+
+/* Reads one whole record of schema r into d->rec[r].val. */
 static int avro_whole(sseg_watch_dec_t *d, int r, const void *p, size_t n, char *why,
                       size_t why_size) {
         char tmp[200];
         avrec_t *a = &d->rec[r];
+        const uint8_t *q = p, *end = q + n;
+        int64_t items = 0;
+        int bad = skim(a->schema, &q, end, 0, &items);
+        if (bad || q != end) {
+                errf(why, why_size, "not an Avro %s record: %s", schema_files[r],
+                     bad ? "a length, count or index past the bytes or the schema"
+                         : "trailing bytes");
+                return -1;
+        }
         avro_reader_memory_set_source(d->rd, p, (int64_t)n);
         avro_value_reset(&a->val);
         if (avro_value_read(d->rd, &a->val)) {
@@ -612,7 +713,9 @@ void sseg_watch_view_add_alert(sseg_watch_view_t *v, const sseg_watch_alert_t *a
         v->by[row][dir]++;
         /* RISING names the threshold of the level reached, RECOVERED that of the level left
          * (one above the level now held). */
-        int trow = dir ? level_row(a->level + 1) : row;
+        int trow = !dir                              ? row
+                   : a->level < SSEG_WATCH_LEVEL_MAX ? level_row(a->level + 1)
+                                                     : NLEV - 1;
         if (isfinite(a->level_threshold) && trow > 0 && trow < NLEV - 1)
                 v->thr[trow] = a->level_threshold;
         if (!v->have_alert || a->model_version > v->churn_version)
@@ -713,16 +816,19 @@ static void line(text_t *t, const char *fmt, ...) {
 
 /* "2026-11-30 05:25:48" (UTC), or "-". */
 static const char *fmt_time(int64_t ms, char *buf, size_t size) {
-        time_t s = (time_t)(ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000));
+        time_t s = (time_t)(ms / 1000 - (ms % 1000 < 0)); /* floor, no overflow */
         struct tm tm;
         if (!gmtime_r(&s, &tm) || !strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm))
                 snprintf(buf, size, "-");
         return buf;
 }
 
-/* "3s", "4m10s", "2h05m", "3d04h" */
-static const char *fmt_age(int64_t ms, char *buf, size_t size) {
-        int64_t s = ms > 0 ? ms / 1000 : 0;
+/* "3s", "4m10s", "2h05m", "3d04h": the time from `from` to `to` (ms), 0 when negative. */
+static const char *fmt_age(int64_t to, int64_t from, char *buf, size_t size) {
+        /* record times are untrusted: no subtraction that can overflow */
+        int64_t s = from >= to                          ? 0
+                    : from < 0 && to > INT64_MAX + from ? INT64_MAX / 1000
+                                                        : (to - from) / 1000;
         if (s < 60)
                 snprintf(buf, size, "%llds", (long long)s);
         else if (s < 3600)
@@ -802,7 +908,7 @@ static void render_header(const sseg_watch_view_t *v, const sseg_watch_source_t 
                      " users assigned, inertia %s, last stats %s UTC (%s ago)",
                      n->model_version, n->k, n->users_assigned,
                      fmt_num(n->inertia, "%.3f", p1, sizeof(p1)), fmt_time(n->ts, a, sizeof(a)),
-                     fmt_age(now_ms - n->ts, b, sizeof(b)));
+                     fmt_age(now_ms, n->ts, b, sizeof(b)));
         } else {
                 line(t, "segments  no statistics record yet");
         }
@@ -852,9 +958,10 @@ static void render_alerts(const sseg_watch_view_t *v, int64_t now_ms, text_t *t)
         memset(last5, 0, sizeof(last5));
         for (int i = 0; i < RATE_WINDOW_S; i++) {
                 const bucket_t *b = &v->ring[i];
-                int64_t age = now_s - b->sec; /* 0 = the current second */
-                if (age < 0 || age >= RATE_WINDOW_S)
+                /* (never now_s - b->sec: an unused bucket holds INT64_MIN) */
+                if (b->sec > now_s || b->sec <= now_s - RATE_WINDOW_S)
                         continue;
+                int64_t age = now_s - b->sec; /* 0 = the current second */
                 for (int l = 0; l < NLEV; l++)
                         for (int d = 0; d < 2; d++) {
                                 last5[l][d] += b->n[l][d];

@@ -352,10 +352,43 @@ static void test_sanitise(void) {
         sseg_watch_view_destroy(v);
 }
 
+/* Values at the ends of their ranges, as a damaged or hostile record may hold: no arithmetic
+ * overflows (the ASan+UBSan build checks), the level is counted as "other". */
+static void test_extremes(void) {
+        sseg_watch_view_t *v = sseg_watch_view_new(2);
+        sseg_watch_source_t src;
+        memset(&src, 0, sizeof(src));
+        src.cluster = src.stats_topic = src.alerts_topic = src.format = "x";
+        sseg_watch_stats_t s = stats(0, INT32_MAX, INT64_MAX, INT64_MIN);
+        s.share = 1e308;
+        sseg_watch_view_add_stats(v, &s);
+        s = stats(1, 2, INT64_MIN, INT64_MAX);
+        sseg_watch_view_add_stats(v, &s);
+        sseg_watch_alert_t a;
+        memset(&a, 0, sizeof(a));
+        a.level = INT32_MAX;
+        a.direction = SSEG_WATCH_RECOVERED;
+        a.ts = INT64_MIN;
+        a.model_version = INT64_MAX;
+        sseg_watch_view_add_alert(v, &a, INT64_MAX);
+        a.level = INT32_MIN;
+        a.ts = INT64_MAX;
+        sseg_watch_view_add_alert(v, &a, INT64_MIN);
+        sseg_buf_t b;
+        sseg_buf_init(&b);
+        sseg_watch_view_render(v, &src, INT64_MAX, 0, 0, &b);
+        sseg_watch_view_render(v, &src, INT64_MIN, 0, 0, &b);
+        sseg_buf_putc(&b, 0);
+        CHECK(strstr(b.p, "\nother            RECOVERED          2") != NULL);
+        sseg_buf_free(&b);
+        sseg_watch_view_destroy(v);
+}
+
 int main(void) {
         test_stats_records();
         test_alert_records();
         test_view();
         test_sanitise();
+        test_extremes();
         return check_result();
 }

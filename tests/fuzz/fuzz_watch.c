@@ -1,20 +1,17 @@
 /*
  * fuzz_watch: libFuzzer target for the readers of `streamseg watch`, which parse output records
- * fetched from any Kafka cluster. Not built by default. The first input byte picks the reader,
- * the rest is the record value:
+ * fetched from any Kafka cluster. The first input byte picks the reader, the rest is the record
+ * value:
  *   0: Avro segment_stats.avsc (Avro-C generic)    1: Avro churn_alert.avsc
  *   2: JSON segment statistics (json.h)             3: JSON churn alert
  * Every decoded record then goes through the view and its rendering. Invariants checked beyond
  * "no crash": decoded strings are NUL-terminated within their caps, the feature count within
  * its cap, and the rendered text holds no control character but newlines.
  *
- * Build and run (the library built as fuzz_decode.c says; watch.c and json.c compiled in with
- * the fuzzer's coverage instrumentation, so that it sees their branches):
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -iquote src -I include \
- *     tests/fuzz/fuzz_watch.c src/watch.c src/json.c build-fuzz/libstreamseg.a \
- *     $(pkg-config --libs rdkafka avro-c rocksdb openblas libcurl libmicrohttpd) \
- *     -llz4 -lz -lm -lpthread -o fuzz_watch
- *   ./fuzz_watch -max_len=4096 corpus/
+ * Build and run: docs/fuzzing.md (tests/fuzz/run.sh). Seeds: tests/fuzz/corpus/watch/ (records
+ * of schemas/ written by python3-avro and as JSON; regress-json-read-as-avro is a JSON record
+ * given to the Avro reader, which made Avro-C 1.11 ask for gigabytes and leak them before
+ * watch.c walked the bytes against the schema first).
  */
 #include <stdint.h>
 #include <stdlib.h>

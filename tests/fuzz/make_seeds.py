@@ -201,9 +201,44 @@ kafka.client.id=streamseg-1\r
                                               b"nan", b"1e308", b"true", b"0x10", b"  7  "])))
 
 
+# ---- watch: 0/1 Avro segment_stats / churn_alert, 2/3 the same in JSON (see fuzz_watch.c) --
+
+
+def watch_seeds():
+    clean("watch")
+    stats_schema = read("schemas", "segment_stats.avsc")
+    alert_schema = read("schemas", "churn_alert.avsc")
+    feat = [{"feature": n, "unit": u, "value": v, "z": z} for n, u, v, z in (
+        ("events_7d", "log1p(events)", 2.5, 0.4), ("orders", "log1p(orders)", 1.1, 1.2),
+        ("net_revenue", "log1p(currency)", 5.2, 0.9), ("recency", "log1p(days)", 0.7, -0.8))]
+    stats = {"segment": 3, "k": 8, "size": 42, "share": 0.25, "weight": 12.5,
+             "description": "frequent high-spend buyers (orders +1.2 sd)", "centroid": feat,
+             "model_version": 7, "drift": 0.125, "previous_ts": WATERMARK - 10000,
+             "inertia": 3.5, "users_assigned": 168, "ts": WATERMARK}
+    first = dict(stats, segment=0, drift=None, previous_ts=None, centroid=[],
+                 description="new visitors \u00e9")
+    alert = {"id": "u1:3:0:1:rising", "user_id": "u1", "partition": 2, "direction": "RISING",
+             "trigger": "TIMER", "basis": "PURCHASE", "level": 1, "previous_level": 0,
+             "level_threshold": 0.8, "score": 0.81, "previous_score": 0.6, "p_alive": 0.19,
+             "expected_purchases": 0.3, "clv": 12.5, "x": 3.0, "t_x": 10.0, "T": 40.0,
+             "time_unit": "days", "horizon": 90.0, "last_purchase_ts": WATERMARK - 86400000,
+             "model_version": 0, "ts": WATERMARK}
+    recovered = dict(alert, id="\u00fcser:9:1:-1:recovered", user_id="\u00fcser",
+                     direction="RECOVERED", trigger="EVENT", basis="ENGAGEMENT", level=-1,
+                     previous_level=0, level_threshold=0.5, score=0.2, previous_score=None,
+                     last_purchase_ts=None, model_version=3)
+    for name, rec, schema, b in (("stats", stats, stats_schema, 0),
+                                 ("stats-first", first, stats_schema, 0),
+                                 ("alert-rising", alert, alert_schema, 1),
+                                 ("alert-recovered", recovered, alert_schema, 1)):
+        write("watch", "avro-" + name, bytes([b]) + avro_bytes(schema, rec))
+        write("watch", "json-" + name, bytes([b + 2]) + json.dumps(rec).encode())
+
+
 if __name__ == "__main__":
     decode_seeds()
     registry_seeds()
     conf_seeds()
+    watch_seeds()
     for t in sorted(os.listdir(OUT)):
         print("%s: %d seeds" % (t, len(os.listdir(os.path.join(OUT, t)))))

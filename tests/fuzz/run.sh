@@ -41,6 +41,7 @@ run() { # run BIN [SECONDS]
   decode) opts+=(-max_len=4096) ;;
   conf) opts+=(-max_len=12288) ;; # the deploy example config (10 kB) and lines over 4095 bytes
   registry) opts+=(-max_len=16384) ;;
+  watch) opts+=(-max_len=4096) ;;
   esac
   [ -f "$src/tests/fuzz/$name.dict" ] && opts+=(-dict="$src/tests/fuzz/$name.dict")
   # New inputs go to the first directory (in the build tree); the seeds are only read.
@@ -77,7 +78,7 @@ long)
   secs=${1:-600}
   shift || true
   names=("$@")
-  [ ${#names[@]} -eq 0 ] && names=(decode conf registry)
+  [ ${#names[@]} -eq 0 ] && names=(decode conf registry watch)
   build "$src/build-fuzz"
   for n in "${names[@]}"; do
     echo "== fuzz_$n for ${secs}s"

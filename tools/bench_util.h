@@ -113,13 +113,16 @@ typedef struct {
 /* Event payloads from the generator (seed, Avro); the user of each event re-drawn uniform or
  * Zipf(1) over `users` ids, so that the state really holds about that many users (the
  * generator's own users enter over simulated weeks, which a few million events do not
- * reach). */
-static inline void gen_events(events_t *ev, uint32_t users, uint64_t n, int zipf, uint64_t seed) {
+ * reach). gen_events_at: the ids are base + [0, users), the simulation starts at start_ms
+ * (0: the generator's default, 2024-01-01). */
+static inline void gen_events_at(events_t *ev, uint32_t base, uint32_t users, uint64_t n, int zipf,
+                                 uint64_t seed, int64_t start_ms) {
         sseg_gen_opts_t o;
         sseg_gen_opts_init(&o);
         o.users = users < 100000 ? users : 100000;
         o.events = n;
         o.seed = seed;
+        o.start_ts_ms = start_ms;
         char err[256];
         sseg_gen_t *g = sseg_gen_new(&o, err, sizeof(err));
         if (!g)
@@ -155,6 +158,7 @@ static inline void gen_events(events_t *ev, uint32_t users, uint64_t n, int zipf
                 } else {
                         u = (uint32_t)(x * users);
                 }
+                u += base;
                 e.user_id_len = (uint32_t)sseg_gen_user_id(u, e.user_id, sizeof(e.user_id));
                 sseg_buf_reset(&v);
                 sseg_event_encode_avro(&e, &v);
@@ -187,6 +191,10 @@ static inline void gen_events(events_t *ev, uint32_t users, uint64_t n, int zipf
         free(cdf);
         sseg_buf_free(&v);
         sseg_gen_destroy(g);
+}
+
+static inline void gen_events(events_t *ev, uint32_t users, uint64_t n, int zipf, uint64_t seed) {
+        gen_events_at(ev, 0, users, n, zipf, seed, 0);
 }
 
 static inline void events_free(events_t *ev) {

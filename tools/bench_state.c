@@ -14,9 +14,16 @@
  *                          state opened (its "consuming" log line), to its partitions assigned
  *                          (first "assigned" line), to the first output record (its first
  *                          record processed: -X commit.max.events=1 makes every record a
- *                          cycle), and until every waiting record is committed; after a
- *                          graceful stop, and after a kill -9 of a run that had processed
- *                          --crash-events records (the WAL is replayed on open).
+ *                          cycle), and until every waiting record is committed: the first
+ *                          start on the state (a new consumer group), a restart after a
+ *                          graceful stop, and a restart after a kill -9 of a run that had
+ *                          processed --crash-events records (the WAL is replayed on open).
+ *                          The group's join dominates: a new group waits for the broker's
+ *                          initial rebalance delay (3 s, as Kafka's default), a restart in the
+ *                          same group for the old member's session (kafka.session.timeout.ms,
+ *                          45 s by default) after a crash -- and with `streamseg mock-kafka`
+ *                          (librdkafka 2.0.2's mock) after a graceful stop too: it answers the
+ *                          LeaveGroup that streamseg sends on close but keeps the member.
  *
  * The state is built by the offline pipeline (sseg_pipeline_feed: the processor's own code, no
  * Kafka) from generated events with each event's user drawn uniform over the N ids, churn
@@ -556,23 +563,27 @@ static void bench_restart(const char *dir) {
         /* New events start a day after the state's latest event time (the sweep moved it):
          * older ones would be late by more than input.max.skew.ms and dead-lettered. */
         events_t ev;
-        gen_events_at(&ev, 0, users, 2 * restart_events + crash_events, 0, seed + 1, wm + 86400000);
-        if (ev.n < 2 * restart_events + crash_events)
+        gen_events_at(&ev, 0, users, 3 * restart_events + crash_events, 0, seed + 1, wm + 86400000);
+        if (ev.n < 3 * restart_events + crash_events)
                 die("the generator gave too few events");
         const char *group = "bench-state";
         restart_t r;
-        run_once(dir, group, &ev, 0, restart_events, 1, SIGTERM, &r);
-        print_restart("1. after a graceful stop (the offline build closed the state), "
-                      "commit.max.events=1",
+        size_t at = 0;
+        run_once(dir, group, &ev, at, restart_events, 1, SIGTERM, &r);
+        at += restart_events;
+        print_restart("1. first start on the state (graceful close of the offline build), a new "
+                      "consumer group",
                       &r);
-        run_once(dir, group, &ev, restart_events, crash_events, 0, SIGKILL, &r);
-        printf("  2. a run with default cycles processes %llu more records (committed %.2f s "
-               "after exec) and is killed (SIGKILL)\n",
+        run_once(dir, group, &ev, at, restart_events, 1, SIGTERM, &r);
+        at += restart_events;
+        print_restart("2. restart after a graceful stop (SIGTERM), same group", &r);
+        run_once(dir, group, &ev, at, crash_events, 0, SIGKILL, &r);
+        at += crash_events;
+        printf("  3. a run with default cycles processes %llu more records (all committed "
+               "%.2f s after exec) and is killed (SIGKILL)\n",
                (unsigned long long)crash_events, r.caught_up);
-        run_once(dir, group, &ev, restart_events + crash_events, restart_events, 1, SIGTERM, &r);
-        print_restart("3. after the kill -9 (WAL replayed; the dead member stays in the group "
-                      "until its session times out), commit.max.events=1",
-                      &r);
+        run_once(dir, group, &ev, at, restart_events, 1, SIGTERM, &r);
+        print_restart("4. restart after the kill -9 (RocksDB replays its WAL), same group", &r);
         events_free(&ev);
         mock_stop();
         char logpath[PATH_MAX];

@@ -64,7 +64,7 @@ fired=$(sed -nE 's/^    10\.0 % due +([0-9]+) users fired.*/\1/p' "$SSEG_TMP/sta
 # restart: every phase has a time (a missing one prints -1.00)
 grep -q -- ' -1\.00 s' "$SSEG_TMP/state.out" && fail "a restart phase was not observed"
 n=$(grep -Ec "^    state opened $num s, partitions assigned $num s, first record processed \(its profile on the topic\) $num s, 20 waiting records committed $num s" "$SSEG_TMP/state.out" || true)
-[ "$n" = 2 ] || fail "expected 2 restart measurements, found $n"
+[ "$n" = 3 ] || fail "expected 3 restart measurements, found $n"
 
 # --- bench_latency ---------------------------------------------------------------------------
 timeout "$(sseg_scale 300)" "$B/bench_latency" --users 2000 --max-events 3000 --seconds 1 \

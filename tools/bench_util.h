@@ -245,8 +245,18 @@ static inline long long dir_bytes(const char *d) {
 static pid_t mock_pid;
 static char bootstrap[256];
 
+static inline void mock_stop(void);
+
+/* A benchmark stopped by a signal or die() takes its mock cluster with it. */
+static inline void mock_on_signal(int sig) {
+        if (mock_pid > 0)
+                kill(mock_pid, SIGTERM);
+        signal(sig, SIG_DFL);
+        raise(sig);
+}
+
 /* Starts `streamseg mock-kafka --partitions P --topic T...`; its stdout's first line is the
- * bootstrap list; its stderr goes to /dev/null (the mock's logs are not figures). */
+ * bootstrap list; its stderr is ours. Stopped at exit (mock_stop) and on SIGINT/SIGTERM. */
 static inline void mock_start(const char *streamseg, int partitions, const char **topics, int nt) {
         int out[2];
         if (pipe(out))
@@ -274,6 +284,13 @@ static inline void mock_start(const char *streamseg, int partitions, const char 
                 _exit(127);
         }
         close(out[1]);
+        static int hooked;
+        if (!hooked) {
+                hooked = 1;
+                atexit(mock_stop);
+                signal(SIGINT, mock_on_signal);
+                signal(SIGTERM, mock_on_signal);
+        }
         FILE *f = fdopen(out[0], "r");
         if (!f || !fgets(bootstrap, sizeof(bootstrap), f))
                 die("streamseg mock-kafka did not start (use --streamseg PATH)");

@@ -20,6 +20,11 @@
  *   bench_pipeline [--users N] [--events N] [--e2e-events N] [--skew uniform|zipf|both]
  *                  [--mode inproc|e2e|all] [--partitions P] [--streamseg PATH] [--seed S]
  *                  [-X key=value]...   (processor configuration, e.g. -X segments.k=0)
+ *                  [--peer no|yes|SCRIPT] [--python PATH]
+ *
+ * --peer yes also runs tools/peer_pipeline.py (the Python/scikit-learn pipeline a data team
+ * would write instead) on the raw topic's records after each end-to-end run, and prints
+ * streamseg's end-to-end rate as a multiple of the peer's (issue 5).
  */
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
@@ -43,149 +48,7 @@
 #include "log.h"
 #include "pipeline.h"
 
-typedef struct {
-        char *arena; /* key bytes then value bytes, per record */
-        size_t arena_len, arena_cap;
-        size_t *off; /* record i: key at off[i], klen[i] bytes, then the value */
-        uint32_t *klen, *vlen;
-        size_t n, cap;
-} events_t;
-
-static double now_s(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void die(const char *what) {
-        fprintf(stderr, "bench_pipeline: %s\n", what);
-        exit(1);
-}
-
-static long status_kb(const char *field) {
-        FILE *f = fopen("/proc/self/status", "r");
-        char line[256];
-        long v = -1;
-        size_t fl = strlen(field);
-        while (f && fgets(line, sizeof(line), f))
-                if (!strncmp(line, field, fl))
-                        v = atol(line + fl + 1);
-        if (f)
-                fclose(f);
-        return v;
-}
-
-static void reset_peak_rss(void) {
-        FILE *f = fopen("/proc/self/clear_refs", "w");
-        if (f) {
-                fputs("5", f);
-                fclose(f);
-        }
-}
-
-/* splitmix64 */
-static uint64_t mix(uint64_t *s) {
-        uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-        return z ^ (z >> 31);
-}
-
-/* Event payloads from the generator; the user of each event re-drawn uniform or Zipf(1) over
- * `users` ids, so that the state really holds about that many users (the generator's own
- * users enter over simulated weeks, which a few million events do not reach). */
-static void gen_events(events_t *ev, uint32_t users, uint64_t n, int zipf, uint64_t seed) {
-        sseg_gen_opts_t o;
-        sseg_gen_opts_init(&o);
-        o.users = users < 100000 ? users : 100000;
-        o.events = n;
-        o.seed = seed;
-        char err[256];
-        sseg_gen_t *g = sseg_gen_new(&o, err, sizeof(err));
-        if (!g)
-                die(err);
-        double *cdf = NULL;
-        if (zipf) {
-                if (!(cdf = malloc(users * sizeof(*cdf))))
-                        die("out of memory");
-                double acc = 0;
-                for (uint32_t i = 0; i < users; i++)
-                        cdf[i] = (acc += 1.0 / (i + 1.0));
-                for (uint32_t i = 0; i < users; i++)
-                        cdf[i] /= acc;
-        }
-        uint64_t rs = seed * 7919 + 17;
-        memset(ev, 0, sizeof(*ev));
-        sseg_buf_t v;
-        sseg_buf_init(&v);
-        sseg_event_t e;
-        while (sseg_gen_next(g, &e)) {
-                uint32_t u;
-                double x = (double)(mix(&rs) >> 11) * 0x1.0p-53;
-                if (zipf) {
-                        uint32_t lo = 0, hi = users - 1;
-                        while (lo < hi) {
-                                uint32_t mid = lo + (hi - lo) / 2;
-                                if (cdf[mid] < x)
-                                        lo = mid + 1;
-                                else
-                                        hi = mid;
-                        }
-                        u = lo;
-                } else {
-                        u = (uint32_t)(x * users);
-                }
-                e.user_id_len = (uint32_t)sseg_gen_user_id(u, e.user_id, sizeof(e.user_id));
-                sseg_buf_reset(&v);
-                sseg_event_encode_avro(&e, &v);
-                if (ev->n == ev->cap) {
-                        ev->cap = ev->cap ? ev->cap * 2 : 1 << 16;
-                        ev->off = realloc(ev->off, ev->cap * sizeof(*ev->off));
-                        ev->klen = realloc(ev->klen, ev->cap * sizeof(*ev->klen));
-                        ev->vlen = realloc(ev->vlen, ev->cap * sizeof(*ev->vlen));
-                        if (!ev->off || !ev->klen || !ev->vlen)
-                                die("out of memory");
-                }
-                size_t kl = e.user_id_len;
-                if (ev->arena_len + kl + v.len > ev->arena_cap) {
-                        ev->arena_cap = ev->arena_cap ? ev->arena_cap * 2 : 1 << 24;
-                        if (!(ev->arena = realloc(ev->arena, ev->arena_cap)))
-                                die("out of memory");
-                }
-                ev->off[ev->n] = ev->arena_len;
-                ev->klen[ev->n] = (uint32_t)kl;
-                ev->vlen[ev->n] = (uint32_t)v.len;
-                memcpy(ev->arena + ev->arena_len, e.user_id, kl);
-                memcpy(ev->arena + ev->arena_len + kl, v.p, v.len);
-                ev->arena_len += kl + v.len;
-                ev->n++;
-        }
-        free(cdf);
-        sseg_buf_free(&v);
-        sseg_gen_destroy(g);
-}
-
-static void events_free(events_t *ev) {
-        free(ev->arena);
-        free(ev->off);
-        free(ev->klen);
-        free(ev->vlen);
-}
-
-static char *mkstate(const char *tag) {
-        char *d = malloc(64);
-        snprintf(d, 64, "/tmp/bench-pipeline-%s-XXXXXX", tag);
-        if (!mkdtemp(d))
-                die("mkdtemp");
-        return d;
-}
-
-static void rmstate(const char *d) {
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
-        if (system(cmd) != 0)
-                fprintf(stderr, "bench_pipeline: could not remove %s\n", d);
-}
+#include "bench_util.h"
 
 static const char *xopts[32]; /* -X key=value for the processor, in order */
 static int nxopts;
@@ -240,80 +103,6 @@ static double run_inproc(const events_t *ev, int partitions, uint64_t *users_out
         free(dir);
         free(next);
         return (double)ev->n / el;
-}
-
-/* --- the mock cluster as its own process ----------------------------------------------------- */
-
-static pid_t mock_pid;
-static char bootstrap[256];
-
-static void mock_start(const char *streamseg, int partitions, const char **topics, int nt) {
-        int out[2];
-        if (pipe(out))
-                die("pipe");
-        char pbuf[16];
-        snprintf(pbuf, sizeof(pbuf), "%d", partitions);
-        char *argv[32];
-        int a = 0;
-        argv[a++] = (char *)streamseg;
-        argv[a++] = "mock-kafka";
-        argv[a++] = "--partitions";
-        argv[a++] = pbuf;
-        for (int i = 0; i < nt && a < 28; i++) {
-                argv[a++] = "--topic";
-                argv[a++] = (char *)topics[i];
-        }
-        argv[a] = NULL;
-        mock_pid = fork();
-        if (mock_pid == 0) {
-                dup2(out[1], 1);
-                close(out[0]);
-                close(out[1]);
-                execv(streamseg, argv);
-                _exit(127);
-        }
-        close(out[1]);
-        FILE *f = fdopen(out[0], "r");
-        if (!f || !fgets(bootstrap, sizeof(bootstrap), f))
-                die("streamseg mock-kafka did not start (use --streamseg PATH)");
-        bootstrap[strcspn(bootstrap, "\n")] = 0;
-}
-
-static void mock_stop(void) {
-        if (mock_pid > 0) {
-                kill(mock_pid, SIGTERM);
-                waitpid(mock_pid, NULL, 0);
-                mock_pid = 0;
-        }
-}
-
-static void produce_all(const events_t *ev, const char *topic) {
-        char err[256];
-        rd_kafka_conf_t *kc = rd_kafka_conf_new();
-        rd_kafka_conf_set(kc, "bootstrap.servers", bootstrap, err, sizeof(err));
-        rd_kafka_conf_set(kc, "linger.ms", "20", err, sizeof(err));
-        rd_kafka_conf_set(kc, "queue.buffering.max.messages", "1000000", err, sizeof(err));
-        rd_kafka_conf_set(kc, "batch.num.messages", "10000", err, sizeof(err));
-        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
-        if (!rk)
-                die(err);
-        for (size_t i = 0; i < ev->n; i++) {
-                const char *k = ev->arena + ev->off[i];
-                for (;;) {
-                        rd_kafka_resp_err_t e = rd_kafka_producev(
-                            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(k, ev->klen[i]),
-                            RD_KAFKA_V_VALUE((void *)(k + ev->klen[i]), ev->vlen[i]),
-                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-                        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                                break;
-                        rd_kafka_poll(rk, 10);
-                }
-                if ((i & 4095) == 0)
-                        rd_kafka_poll(rk, 0);
-        }
-        while (rd_kafka_outq_len(rk) > 0)
-                rd_kafka_flush(rk, 100);
-        rd_kafka_destroy(rk);
 }
 
 static double run_raw(const char *topic, int partitions, uint64_t n) {
@@ -421,23 +210,39 @@ static double run_e2e(const char *topic, uint64_t n, uint64_t *users_out, double
         return (double)n / (w.t_done - w.t_first);
 }
 
-static void default_streamseg(char *out, size_t size) {
-        char self[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-        if (n <= 0) {
-                snprintf(out, size, "streamseg");
-                return;
+/* --- the Python peer (tools/peer_pipeline.py) ------------------------------------------------ */
+
+/* Runs the peer on topic (already filled with n events) as its own process; its output lines
+ * are copied to stdout indented; returns its rate (events/s), 0 if it failed. */
+static double run_peer(const char *python, const char *script, const char *topic, uint64_t n,
+                       const char *name) {
+        char cmd[PATH_MAX * 2 + 512];
+        snprintf(cmd, sizeof(cmd),
+                 "'%s' '%s' --bootstrap '%s' --topic '%s' --events %llu --out-topic peer_out_%s "
+                 "--group bench-peer-%s 2>&1",
+                 python, script, bootstrap, topic, (unsigned long long)n, name, name);
+        fflush(stdout);
+        FILE *f = popen(cmd, "r");
+        if (!f)
+                return 0;
+        char line[1024];
+        double rate = 0;
+        while (fgets(line, sizeof(line), f)) {
+                if (!strncmp(line, "peer_rate ", 10))
+                        rate = strtod(line + 10, NULL);
+                else
+                        printf("    %s", line);
         }
-        self[n] = 0;
-        char *slash = strrchr(self, '/');
-        if (slash)
-                *slash = 0;
-        snprintf(out, size, "%.*s/streamseg", (int)(size - 16), self);
-        if (access(out, X_OK))
-                snprintf(out, size, "%.*s/../streamseg", (int)(size - 16), self);
+        int st = pclose(f);
+        if (st != 0)
+                fprintf(stderr, "bench_pipeline: the peer exited with status %d\n", st);
+        return rate;
 }
 
 int main(int argc, char **argv) {
+        bench_prog = "bench_pipeline";
+        const char *python = "/usr/bin/python3";
+        char peer[PATH_MAX + 64] = "";
         uint32_t users = 1000000;
         uint64_t events = 5000000, e2e_events = 600000, seed = 1;
         int partitions = 32, do_inproc = 1, do_e2e = 1, skews = 3;
@@ -461,6 +266,14 @@ int main(int argc, char **argv) {
                         partitions = atoi(v);
                 else if (!strcmp(a, "-X") && nxopts < 32)
                         xopts[nxopts++] = v;
+                else if (!strcmp(a, "--peer")) {
+                        if (!strcmp(v, "yes"))
+                                snprintf(peer, sizeof(peer), "%s/tools/peer_pipeline.py",
+                                         SSEG_SOURCE_DIR);
+                        else if (strcmp(v, "no"))
+                                snprintf(peer, sizeof(peer), "%s", v);
+                } else if (!strcmp(a, "--python"))
+                        python = v;
                 else if (!strcmp(a, "--streamseg"))
                         snprintf(streamseg, sizeof(streamseg), "%s", v);
                 else if (!strcmp(a, "--skew"))
@@ -477,24 +290,30 @@ int main(int argc, char **argv) {
         if (users < 1 || events < 1 || e2e_events < 1 || partitions < 1 || partitions > 1024)
                 die("--users, --events, --e2e-events and --partitions (1..1024) need values");
         sseg_log_set_level(getenv("BENCH_LOG") ? SSEG_LOG_DEBUG : SSEG_LOG_WARN);
-        char host[128] = "?";
-        gethostname(host, sizeof(host));
         printf("bench_pipeline: %u users, skews %s; in-process %llu events over %d partitions, "
-               "end to end %llu events over %d partitions; host %s, %ld CPUs\n",
+               "end to end %llu events over %d partitions\n",
                users,
                skews == 3   ? "uniform+zipf"
                : skews == 1 ? "uniform"
                             : "zipf",
-               (unsigned long long)events, partitions, (unsigned long long)e2e_events, partitions,
-               host, sysconf(_SC_NPROCESSORS_ONLN));
+               (unsigned long long)events, partitions, (unsigned long long)e2e_events, partitions);
+        print_machine();
         printf("method: event payloads from `streamseg gen` (seed %llu, Avro) with each event's "
                "user re-drawn uniform or Zipf(1) over the users; in-process = "
                "sseg_pipeline_feed() over the events in memory with default config (cycles of "
                "commit.interval.ms, profiles encoded as Avro and counted, not sent); raw = bare "
                "librdkafka batch consumer; end to end = sseg_pipeline_run() in a consumer group "
                "with outputs produced to the cluster; the cluster is `%s mock-kafka` in its own "
-               "process, topics filled before consuming.\n\n",
+               "process, topics filled before consuming.\n",
                (unsigned long long)seed, streamseg);
+        if (*peer && do_e2e)
+                printf("peer: `%s %s` (tools/peer_pipeline.py: Python, confluent-kafka, "
+                       "python3-avro, a dict of users, StandardScaler + MiniBatchKMeans "
+                       "partial_fit per consumed batch, JSON profiles out) on the raw topic's "
+                       "same records, after streamseg's end-to-end run, rate counted the same "
+                       "way (first record to last processed).\n",
+                       python, peer);
+        printf("\n");
         if (nxopts) {
                 printf("processor configuration:");
                 for (int i = 0; i < nxopts; i++)
@@ -556,6 +375,16 @@ int main(int argc, char **argv) {
                                name, re, rr > 0 ? re / rr : 0, (unsigned long long)touched,
                                close_s);
                         fflush(stdout);
+                        if (*peer) {
+                                /* The peer reads the raw topic (the same records) with its own
+                                 * group, after streamseg finished: nothing competes. */
+                                double rp = run_peer(python, peer, raw, ev.n, name);
+                                printf("peer        %-7s %9.0f events/s  (Python: confluent-kafka, "
+                                       "dict, MiniBatchKMeans); streamseg end to end = %.1f x "
+                                       "peer\n",
+                                       name, rp, rp > 0 ? re / rp : 0);
+                                fflush(stdout);
+                        }
                         events_free(&ev);
                 }
         }

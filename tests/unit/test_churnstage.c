@@ -389,14 +389,14 @@ static avro_value_t field(avro_value_t *rec, const char *name) {
 
 static int64_t get_long(avro_value_t *rec, const char *name) {
         avro_value_t f = field(rec, name);
-        int32_t i;
+        int32_t i = 0;
         int64_t l = 0;
         if (avro_value_get_type(&f) == AVRO_INT32) {
                 avro_value_get_int(&f, &i);
                 return i;
         }
         if (avro_value_get_type(&f) == AVRO_ENUM) {
-                int en;
+                int en = 0;
                 avro_value_get_enum(&f, &en);
                 return en;
         }

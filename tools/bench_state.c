@@ -35,6 +35,9 @@
  *               [--crash-events N] [--mode sweep|restart|all] [--streamseg PATH] [--seed S]
  *               [-X key=value]...   (passed to every `streamseg run`, e.g.
  *                                    -X kafka.session.timeout.ms=6000)
+ *
+ * Environment: BENCH_KEEP_LOGS=1 keeps each `streamseg run`'s log (<state dir>.runN.log);
+ * BENCH_LOG=LEVEL sets the offline pipeline's log level and prints the committed-offset polls.
  */
 #include <fcntl.h>
 #include <librdkafka/rdkafka.h>

@@ -36,7 +36,18 @@ void sseg_buf_avro_double(sseg_buf_t *b, double v);
 void sseg_buf_avro_float(sseg_buf_t *b, float v);
 void sseg_buf_avro_string(sseg_buf_t *b, const char *s, size_t n);
 
-/* Fixed-width little-endian integers of stored byte forms (portable across hosts). */
+/* Fixed-width integers of stored byte forms and keys (portable across hosts). Keys use
+ * big-endian so that their byte order is their numeric order. */
+static inline void sseg_put_be32(char *p, uint32_t v) {
+        p[0] = (char)(v >> 24);
+        p[1] = (char)(v >> 16);
+        p[2] = (char)(v >> 8);
+        p[3] = (char)v;
+}
+static inline uint32_t sseg_get_be32(const char *p) {
+        return (uint32_t)(unsigned char)p[0] << 24 | (uint32_t)(unsigned char)p[1] << 16 |
+               (uint32_t)(unsigned char)p[2] << 8 | (uint32_t)(unsigned char)p[3];
+}
 static inline void sseg_put_le64(char *p, uint64_t v) {
         for (int i = 0; i < 8; i++)
                 p[i] = (char)(v >> (8 * i));

@@ -67,26 +67,18 @@ sseg_changelog_t *sseg_changelog_new(const char *topic, sseg_state_t *st, rd_kaf
         return c;
 }
 
-static void be32(char *p, uint32_t v) {
-        p[0] = (char)(v >> 24);
-        p[1] = (char)(v >> 16);
-        p[2] = (char)(v >> 8);
-        p[3] = (char)v;
-}
-
 /* Deletes every local key of the partition: users, timers, progress. */
 static void clear_partition(sseg_state_wb_t *w, int32_t part) {
         static const char prefixes[] = {'u', 't'};
         for (size_t i = 0; i < sizeof(prefixes); i++) {
                 char lo[5], hi[5];
                 lo[0] = hi[0] = prefixes[i];
-                be32(lo + 1, (uint32_t)part);
-                be32(hi + 1, (uint32_t)part + 1);
+                sseg_put_be32(lo + 1, (uint32_t)part);
+                sseg_put_be32(hi + 1, (uint32_t)part + 1);
                 sseg_state_wb_delete_range(w, lo, sizeof(lo), hi, sizeof(hi));
         }
-        char mk[5] = {'o'};
-        be32(mk + 1, (uint32_t)part);
-        sseg_state_wb_delete(w, mk, sizeof(mk));
+        char mk[5];
+        sseg_state_wb_delete(w, mk, sseg_state_meta_key(mk, part));
 }
 
 /* The timer key of a stored user value, if it has a timer; 0 otherwise. */
@@ -226,10 +218,9 @@ static sseg_err_t apply(rctx_t *r, const rd_kafka_message_t *m, char *errstr, si
                 /* The cycle is complete: its users and its progress go in together. */
                 r->meta = meta;
                 r->have_meta = 1;
-                char mk[5] = {'o'}, mv[SSEG_STATE_META_BYTES];
-                be32(mk + 1, (uint32_t)r->part);
+                char mk[5], mv[SSEG_STATE_META_BYTES];
                 sseg_state_pack_meta(&meta, mv);
-                sseg_state_wb_put(r->w, mk, sizeof(mk), mv, sizeof(mv));
+                sseg_state_wb_put(r->w, mk, sseg_state_meta_key(mk, r->part), mv, sizeof(mv));
                 sseg_err_t err = sseg_state_wb_write(r->c->st, r->w, errstr, errstr_size);
                 r->users += r->pending;
                 r->pending = 0;
@@ -471,10 +462,10 @@ sseg_err_t sseg_changelog_restore_many(sseg_changelog_t *c, const int32_t *parts
                         if (have[k]) {
                                 sseg_state_wb_destroy(x->r.w);
                                 x->r.w = sseg_state_wb_new();
-                                char mk[5] = {'o'}, mv[SSEG_STATE_META_BYTES];
-                                be32(mk + 1, (uint32_t)parts[k]);
+                                char mk[5], mv[SSEG_STATE_META_BYTES];
                                 sseg_state_pack_meta(&metas[k], mv);
-                                sseg_state_wb_put(x->r.w, mk, sizeof(mk), mv, sizeof(mv));
+                                sseg_state_wb_put(x->r.w, mk, sseg_state_meta_key(mk, parts[k]), mv,
+                                                  sizeof(mv));
                                 err = sseg_state_wb_write(c->st, x->r.w, errstr, errstr_size);
                         }
                         users += x->r.users;

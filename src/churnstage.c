@@ -186,11 +186,6 @@ void sseg_churnstage_score_user(const sseg_churnstage_opts_t *o, const sseg_chur
 
 /* ---- timer index ------------------------------------------------------------------------- */
 
-static void put_be32(char *p, uint32_t v) {
-        for (int i = 0; i < 4; i++)
-                p[i] = (char)(v >> (24 - 8 * i));
-}
-
 static void put_be64(char *p, uint64_t v) {
         for (int i = 0; i < 8; i++)
                 p[i] = (char)(v >> (56 - 8 * i));
@@ -208,7 +203,7 @@ size_t sseg_churnstage_timer_key(char *out, int32_t partition, int64_t due_ms, c
         if (len > SSEG_USER_ID_MAX)
                 len = SSEG_USER_ID_MAX;
         out[0] = 't';
-        put_be32(out + 1, (uint32_t)partition);
+        sseg_put_be32(out + 1, (uint32_t)partition);
         put_be64(out + 5, (uint64_t)due_ms); /* due > 0: unsigned order is time order */
         memcpy(out + 13, uid, len);
         return 13 + len;
@@ -256,8 +251,8 @@ sseg_err_t sseg_churnstage_sweep_from(sseg_state_t *st, int32_t partition, int64
                                       size_t errstr_size) {
         char lo[13], hi[13];
         lo[0] = hi[0] = 't';
-        put_be32(lo + 1, (uint32_t)partition);
-        put_be32(hi + 1, (uint32_t)partition);
+        sseg_put_be32(lo + 1, (uint32_t)partition);
+        sseg_put_be32(hi + 1, (uint32_t)partition);
         /* [t P BE64(from), t P BE64(now + 1)): every key with from <= due <= now, whatever its
          * user id. Starting at from skips the tombstones of timers fired earlier. */
         put_be64(lo + 5, (uint64_t)(from_ms > 0 ? from_ms : 0));
@@ -955,7 +950,7 @@ static sseg_err_t stage_cycle(void *opaque, sseg_pipeline_t *p, sseg_entry_t **u
                 s->lvl_dirty[part] = 0;
                 char k[LEVELS_KEY_LEN + 4], v[8 * (SSEG_CONF_DLIST_MAX + 2)];
                 memcpy(k, LEVELS_KEY, LEVELS_KEY_LEN);
-                put_be32(k + LEVELS_KEY_LEN, (uint32_t)part);
+                sseg_put_be32(k + LEVELS_KEY_LEN, (uint32_t)part);
                 sseg_put_le64(v, (uint64_t)s->o.nlevels);
                 for (int l = 0; l <= s->o.nlevels; l++)
                         sseg_put_le64(v + 8 * (l + 1), (uint64_t)s->lvl[part][l]);
@@ -970,10 +965,7 @@ static int load_levels_cb(void *opaque, const char *k, size_t kl, const char *v,
         stage_t *s = opaque;
         if (kl != LEVELS_KEY_LEN + 4 || vl < 8)
                 return 0;
-        uint32_t part = (uint32_t)(unsigned char)k[LEVELS_KEY_LEN] << 24 |
-                        (uint32_t)(unsigned char)k[LEVELS_KEY_LEN + 1] << 16 |
-                        (uint32_t)(unsigned char)k[LEVELS_KEY_LEN + 2] << 8 |
-                        (uint32_t)(unsigned char)k[LEVELS_KEY_LEN + 3];
+        uint32_t part = sseg_get_be32(k + LEVELS_KEY_LEN);
         uint64_t nl = sseg_get_le64(v);
         if (part >= PARTS_MAX || nl != (uint64_t)s->o.nlevels || vl != 8 * (nl + 2)) {
                 s->lvl_valid = 0;

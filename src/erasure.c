@@ -65,16 +65,14 @@ static double mono_ms(void) {
 
 static void offset_key(char *k, int32_t part) {
         k[0] = 'e';
-        for (int i = 0; i < 4; i++)
-                k[1 + i] = (char)((uint32_t)part >> (24 - 8 * i));
+        sseg_put_be32(k + 1, (uint32_t)part);
 }
 
 static int load_offset(void *opaque, const char *k, size_t kl, const char *v, size_t vl) {
         sseg_erasure_t *x = opaque;
         if (kl != OFFSET_KEY_LEN || vl != 8)
                 return 0;
-        uint32_t part = (uint32_t)(unsigned char)k[1] << 24 | (uint32_t)(unsigned char)k[2] << 16 |
-                        (uint32_t)(unsigned char)k[3] << 8 | (uint32_t)(unsigned char)k[4];
+        uint32_t part = sseg_get_be32(k + 1);
         if (part < MAX_PARTS)
                 x->next[part] = (int64_t)sseg_get_le64(v);
         return 0;
@@ -240,9 +238,7 @@ typedef struct {
 static int meta_part(void *opaque, const char *k, size_t kl, const char *v, size_t vl) {
         parts_ctx_t *c = opaque;
         if (kl == 5) {
-                uint32_t part = (uint32_t)(unsigned char)k[1] << 24 |
-                                (uint32_t)(unsigned char)k[2] << 16 |
-                                (uint32_t)(unsigned char)k[3] << 8 | (uint32_t)(unsigned char)k[4];
+                uint32_t part = sseg_get_be32(k + 1);
                 if (part < MAX_PARTS)
                         c->have[part] = 1;
         }

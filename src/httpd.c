@@ -88,19 +88,18 @@ static void render(sseg_httpd_t *h) {
         int steady = ks && memmem(ks, kl, steady_tag, sizeof(steady_tag) - 1) != NULL;
         b->ready = !b->failed && known && lag <= h->conf->http_ready_max_lag && (n > 0 || steady);
         sseg_metrics_render(h->p, b->ready, &b->prom, &b->json);
-        /* /segments: the segmentation stage's report alone */
-        sseg_buf_t prom, all;
-        sseg_buf_init(&prom);
-        sseg_buf_init(&all);
-        sseg_pipeline_stage_reports(h->p, &prom, &all);
+        /* /segments: the segmentation stage's member of the snapshot's "stages" object (the
+         * stages report once per snapshot) */
         sseg_buf_reset(&b->segments);
-        const char *tag = "\"segments\":";
-        const char *at = all.len ? memmem(all.p, all.len, tag, strlen(tag)) : NULL;
+        static const char stages[] = "\"stages\":{", tag[] = "\"segments\":{";
+        const char *end = b->json.p + b->json.len;
+        const char *st =
+            b->json.len ? memmem(b->json.p, b->json.len, stages, sizeof(stages) - 1) : NULL;
+        const char *at = st ? memmem(st, (size_t)(end - st), tag, sizeof(tag) - 1) : NULL;
         if (at) {
                 /* The member's value is one object: copy up to its matching brace. */
-                const char *v = at + strlen(tag), *end = all.p + all.len;
+                const char *v = at + sizeof(tag) - 2, *q = v;
                 int depth = 0, instr = 0;
-                const char *q = v;
                 for (; q < end; q++) {
                         if (instr) {
                                 if (*q == '\\')
@@ -118,8 +117,6 @@ static void render(sseg_httpd_t *h) {
                 }
                 sseg_buf_append(&b->segments, v, (size_t)(q - v));
         }
-        sseg_buf_free(&prom);
-        sseg_buf_free(&all);
 
         pthread_mutex_lock(&h->lock);
         snap_t tmp = h->cur;

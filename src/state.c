@@ -87,23 +87,16 @@ static double now_ms(void) {
         return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static void be32(char *p, uint32_t v) {
-        p[0] = (char)(v >> 24);
-        p[1] = (char)(v >> 16);
-        p[2] = (char)(v >> 8);
-        p[3] = (char)v;
-}
-
 size_t sseg_state_user_key(char *out, int32_t partition, const char *uid, size_t len) {
         out[0] = 'u';
-        be32(out + 1, (uint32_t)partition);
+        sseg_put_be32(out + 1, (uint32_t)partition);
         memcpy(out + 5, uid, len);
         return 5 + len;
 }
 
-static size_t meta_key(char *out, int32_t partition) {
+size_t sseg_state_meta_key(char *out, int32_t partition) {
         out[0] = 'o';
-        be32(out + 1, (uint32_t)partition);
+        sseg_put_be32(out + 1, (uint32_t)partition);
         return 5;
 }
 
@@ -502,7 +495,7 @@ sseg_err_t sseg_state_commit(sseg_state_t *st, const int32_t *parts, const sseg_
         }
         for (int i = 0; i < n; i++) {
                 char mk[5], mv[SSEG_STATE_META_BYTES];
-                size_t kl = meta_key(mk, parts[i]);
+                size_t kl = sseg_state_meta_key(mk, parts[i]);
                 sseg_state_pack_meta(&metas[i], mv);
                 rocksdb_writebatch_put(st->batch, mk, kl, mv, sizeof(mv));
         }
@@ -559,7 +552,7 @@ sseg_err_t sseg_state_meta_get(sseg_state_t *st, int32_t partition, sseg_partmet
         if (err)
                 return err;
         char mk[5];
-        size_t kl = meta_key(mk, partition);
+        size_t kl = sseg_state_meta_key(mk, partition);
         memset(meta, 0, sizeof(*meta));
         meta->next_offset = -1;
         meta->changelog_next = -1;

@@ -178,6 +178,10 @@ sseg_err_t sseg_state_scan_committed_ranges(sseg_state_t *st, const sseg_state_r
                                             sseg_state_iter_cb *cb, void *opaque, char *errstr,
                                             size_t errstr_size);
 
+/* Builds the key of a partition's progress ('o' + BE32 partition) into out (5 bytes); returns
+ * its length. */
+size_t sseg_state_meta_key(char *out, int32_t partition);
+
 /* Builds the key of a user ('u' + BE32 partition + uid) into out (>= 5 + len bytes); returns
  * the key length. */
 size_t sseg_state_user_key(char *out, int32_t partition, const char *uid, size_t len);

@@ -359,24 +359,15 @@ static sseg_err_t emit_profiles(sseg_pipeline_t *p) {
         return SSEG_OK;
 }
 
-static int entry_cmp(const void *a, const void *b) {
-        const sseg_entry_t *x = *(sseg_entry_t *const *)a, *y = *(sseg_entry_t *const *)b;
-        if (x->partition != y->partition)
-                return x->partition < y->partition ? -1 : 1;
-        size_t n = x->klen < y->klen ? x->klen : y->klen;
-        int c = memcmp(x->uid, y->uid, n);
-        return c ? c : (int)x->klen - (int)y->klen;
-}
-
-/* Runs every stage over the cycle's dirty users (sorted copy, rebuilt per stage since a stage
- * may load more users). */
+/* Runs every stage over the cycle's dirty users in key order (a copy per stage: a stage may
+ * load more users, which moves the state's array and makes the next stage's copy re-sort). */
 static sseg_err_t run_stages(sseg_pipeline_t *p) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
         for (int k = 0; k < p->nstages; k++) {
                 size_t n;
-                sseg_entry_t **d = sseg_state_dirty(p->st, &n);
+                sseg_entry_t **d = sseg_state_dirty_sorted(p->st, &n);
                 if (n > p->sorted_cap) {
                         size_t cap = n + n / 2 + 64;
                         sseg_entry_t **np = realloc(p->sorted, cap * sizeof(*np));
@@ -387,10 +378,8 @@ static sseg_err_t run_stages(sseg_pipeline_t *p) {
                         p->sorted = np;
                         p->sorted_cap = cap;
                 }
-                if (n) {
+                if (n)
                         memcpy(p->sorted, d, n * sizeof(*d));
-                        qsort(p->sorted, n, sizeof(*d), entry_cmp);
-                }
                 char msg[400] = "";
                 sseg_err_t err = p->stages[k].cycle(p->stages[k].opaque, p, p->sorted, n, now_ms,
                                                     msg, sizeof(msg));

@@ -76,6 +76,11 @@ sseg_entry_t *sseg_state_get(sseg_state_t *st, int32_t partition, const char *ui
 /* The dirty entries of this cycle, in first-dirtied order (borrowed until commit). */
 sseg_entry_t **sseg_state_dirty(sseg_state_t *st, size_t *cnt);
 
+/* The same entries sorted in place in key order (partition, then user id bytes), the order of
+ * their RocksDB keys; sorted again only if entries were added since (borrowed until the next
+ * sseg_state_get or commit: adding an entry may move the array). */
+sseg_entry_t **sseg_state_dirty_sorted(sseg_state_t *st, size_t *cnt);
+
 /* 1 when the cache holds more than its byte bound: end the cycle early. */
 int sseg_state_over_budget(const sseg_state_t *st);
 

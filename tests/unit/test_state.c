@@ -251,6 +251,52 @@ static void test_compressed_value(void) {
         sseg_state_close(st);
 }
 
+/* sseg_state_dirty_sorted: key order (partition, then id bytes, a prefix first), kept while
+ * nothing is added, sorted again after an addition; the commit writes what it holds. */
+static void test_dirty_sorted(void) {
+        sseg_state_t *st = open_st(64 << 20);
+        char err[512];
+        sseg_err_t e;
+        int is_new;
+        static const struct {
+                int32_t part;
+                const char *uid;
+        } in[] = {{7, "b"}, {2, "zz"}, {7, "a"}, {2, "z"}, {10, "a"}, {2, "a1"}};
+        for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++)
+                CHECK(sseg_state_get(st, in[i].part, in[i].uid, strlen(in[i].uid), &is_new, &e, err,
+                                     sizeof(err)) != NULL);
+        static const char *want[] = {"2/a1", "2/z", "2/zz", "7/a", "7/b", "10/a"};
+        size_t n;
+        sseg_entry_t **d = sseg_state_dirty_sorted(st, &n);
+        CHECK_INT_EQ(n, 6);
+        for (size_t i = 0; i < n && i < 6; i++) {
+                char got[32];
+                snprintf(got, sizeof(got), "%d/%.*s", (int)d[i]->partition, (int)d[i]->klen,
+                         d[i]->uid);
+                CHECK_STR_EQ(got, want[i]);
+        }
+        /* an addition between two users of partition 2 is sorted in */
+        CHECK(sseg_state_get(st, 2, "b", 1, &is_new, &e, err, sizeof(err)) != NULL);
+        d = sseg_state_dirty_sorted(st, &n);
+        CHECK_INT_EQ(n, 7);
+        CHECK(n == 7 && d[1]->klen == 1 && d[1]->uid[0] == 'b' && d[1]->partition == 2);
+        CHECK(n == 7 && d[6]->partition == 10);
+        int32_t parts[1] = {2};
+        sseg_partmeta_t metas[1] = {{1, 1, 0, 1700000000000LL, -1}};
+        CHECK_INT_EQ(sseg_state_commit(st, parts, metas, 1, err, sizeof(err)), SSEG_OK);
+        sseg_state_dirty_sorted(st, &n);
+        CHECK_INT_EQ(n, 0);
+        sseg_state_close(st);
+        st = open_st(64 << 20);
+        char key[64];
+        size_t kl = sseg_state_user_key(key, 2, "b", 1);
+        char *v;
+        size_t vl;
+        CHECK_INT_EQ(sseg_state_read(st, key, kl, &v, &vl, err, sizeof(err)), SSEG_OK);
+        free(v);
+        sseg_state_close(st);
+}
+
 int main(void) {
         snprintf(dir, sizeof(dir), "/tmp/sseg_state_test_%d", (int)getpid());
         test_roundtrip();
@@ -259,6 +305,7 @@ int main(void) {
         test_scan();
         test_scan_ranges();
         test_compressed_value();
+        test_dirty_sorted();
         char cmd[128];
         snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
         if (system(cmd) != 0)

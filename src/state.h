@@ -73,7 +73,8 @@ void sseg_state_close(sseg_state_t *st);
 sseg_entry_t *sseg_state_get(sseg_state_t *st, int32_t partition, const char *uid, size_t len,
                              int *is_new, sseg_err_t *errp, char *errstr, size_t errstr_size);
 
-/* The dirty entries of this cycle, in first-dirtied order (borrowed until commit). */
+/* The dirty entries of this cycle, in first-dirtied order after the last sort by
+ * sseg_state_dirty_sorted (borrowed until commit). */
 sseg_entry_t **sseg_state_dirty(sseg_state_t *st, size_t *cnt);
 
 /* The same entries sorted in place in key order (partition, then user id bytes), the order of

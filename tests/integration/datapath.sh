@@ -10,6 +10,7 @@ run_streamseg() {
     -X progress.interval.ms=1000 -X http.listen=127.0.0.1:0 "$@" 2>>"$SSEG_TMP/$name.log" &
   RUN_PID=$!
   sseg_track_pid "$RUN_PID"
+  echo "$SSEG_TMP/$name.log" >"$SSEG_TMP/pid.$RUN_PID.log"
 }
 
 # offsets_total STATE_DIR: processed + dead-lettered committed in the state (0 if none yet).
@@ -44,6 +45,17 @@ stop_streamseg() {
     t=$((t + 1))
   done
   if kill -0 "$pid" 2>/dev/null; then
+    # what it was doing: its log and every thread's stack (a flake seen once in it_faults)
+    local log
+    log=$(cat "$SSEG_TMP/pid.$pid.log" 2>/dev/null || true)
+    if [ -n "$log" ]; then
+      echo "--- last lines of $log:" >&2
+      tail -n 25 "$log" >&2 || true
+    fi
+    if command -v gdb >/dev/null; then
+      echo "--- threads of pid $pid:" >&2
+      timeout 30 gdb -p "$pid" -batch -ex 'thread apply all bt' 2>/dev/null | grep -E '^(Thread|#)' >&2 || true
+    fi
     fail "streamseg (pid $pid) still running ${max}s after SIGTERM"
   fi
   local rc=0

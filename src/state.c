@@ -419,19 +419,6 @@ sseg_entry_t **sseg_state_dirty(sseg_state_t *st, size_t *cnt) {
         return st->dirty;
 }
 
-static int entry_key_cmp(const void *a, const void *b);
-
-/* Sorted at most once per cycle while nothing is added: the stages and the commit all want key
- * order, and three sorts of the same users were ~5 % of a uniform 1M-user run (perf). Removing
- * entries (erasure, revocation) keeps the order. */
-sseg_entry_t **sseg_state_dirty_sorted(sseg_state_t *st, size_t *cnt) {
-        if (!st->dirty_sorted && st->dirty_cnt > 1)
-                qsort(st->dirty, st->dirty_cnt, sizeof(*st->dirty), entry_key_cmp);
-        st->dirty_sorted = 1;
-        *cnt = st->dirty_cnt;
-        return st->dirty;
-}
-
 int sseg_state_over_budget(const sseg_state_t *st) {
         return st->cnt * ENTRY_COST + (st->mask + 1) * sizeof(void *) > st->max_bytes;
 }
@@ -484,6 +471,17 @@ static int entry_key_cmp(const void *a, const void *b) {
         return c ? c : (int)x->klen - (int)y->klen;
 }
 
+/* Sorted at most once per cycle while nothing is added: the stages and the commit all want key
+ * order, and three sorts of the same users were ~5 % of a uniform 1M-user run (perf). Removing
+ * entries (erasure, revocation) keeps the order. */
+sseg_entry_t **sseg_state_dirty_sorted(sseg_state_t *st, size_t *cnt) {
+        if (!st->dirty_sorted && st->dirty_cnt > 1)
+                qsort(st->dirty, st->dirty_cnt, sizeof(*st->dirty), entry_key_cmp);
+        st->dirty_sorted = 1;
+        *cnt = st->dirty_cnt;
+        return st->dirty;
+}
+
 static void *writer_main(void *arg) {
         sseg_state_t *st = arg;
         rocksdb_write(st->db, st->wopts, st->inflight, &st->write_err);
@@ -501,9 +499,9 @@ sseg_err_t sseg_state_commit(sseg_state_t *st, const int32_t *parts, const sseg_
         /* In key order: the memtable's skip list then inserts each key next to the previous
          * one (measured with tools/bench_pipeline: about 15% less time per batch). */
         size_t ndirty;
-        sseg_state_dirty_sorted(st, &ndirty);
-        for (size_t i = 0; i < st->dirty_cnt; i++) {
-                sseg_entry_t *e = st->dirty[i];
+        sseg_entry_t **dirty = sseg_state_dirty_sorted(st, &ndirty);
+        for (size_t i = 0; i < ndirty; i++) {
+                sseg_entry_t *e = dirty[i];
                 size_t kl = sseg_state_user_key(key, e->partition, e->uid, e->klen);
                 size_t vl = sseg_state_pack_user(&e->u, val);
                 rocksdb_writebatch_put(st->batch, key, kl, val, vl);

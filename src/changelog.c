@@ -334,6 +334,19 @@ static int plan(sseg_changelog_t *c, prest_t *x, int32_t part, sseg_partmeta_t *
         return 1;
 }
 
+/* Asks for the topic's metadata, which updates librdkafka's leader cache. A watermark query
+ * answered NOT_LEADER after a leader move kept getting that answer until its retry window
+ * ended in a clean .ci/run (it_faults, 2026-12-02): the query alone did not seem to refresh
+ * the leader. Best effort: a failure here only means the next retry may fail too. */
+static void refresh_leaders(sseg_changelog_t *c) {
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->rk, c->topic, NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        if (rkt && rd_kafka_metadata(c->rk, 0, rkt, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+                rd_kafka_metadata_destroy(md);
+        if (rkt)
+                rd_kafka_topic_destroy(rkt);
+}
+
 sseg_err_t sseg_changelog_restore_many(sseg_changelog_t *c, const int32_t *parts,
                                        sseg_partmeta_t *metas, int *have, int n, char *errstr,
                                        size_t errstr_size) {
@@ -360,6 +373,9 @@ sseg_err_t sseg_changelog_restore_many(sseg_changelog_t *c, const int32_t *parts
                        kerr != RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED && mono_ms() < until) {
                         sseg_warn("state.changelog.topic %s [%d]: watermarks: %s; retrying",
                                   c->topic, parts[k], rd_kafka_err2str(kerr));
+                        if (kerr == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+                            kerr == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
+                                refresh_leaders(c);
                         struct timespec ts = {0, 200 * 1000000L};
                         nanosleep(&ts, NULL);
                 }

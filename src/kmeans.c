@@ -1256,3 +1256,192 @@ double sseg_kmeans_mean(const sseg_kmeans_t *km, int i) {
 double sseg_kmeans_sd(const sseg_kmeans_t *km, int i) {
         return i >= 0 && i < km->o.dim ? sd_of(km, i) : 0.0;
 }
+
+/* ---- one model across instances: batch statistics (modelsync.c carries them) --------------- */
+
+#define STATS_MAGIC   "SKBS"
+#define STATS_VER     1u
+#define SAMPLE_INITED 64 /* sample rows of a record once the model is initialised (re-seeding) */
+
+/* Rows i * B / S, i < S: an evenly spread, deterministic sample of the batch. */
+static int sample_rows(const sseg_kmeans_t *km, int B) {
+        int cap = km->initialized ? SAMPLE_INITED : km->o.reservoir_size;
+        return B < cap ? B : cap;
+}
+
+sseg_err_t sseg_kmeans_contribute(sseg_kmeans_t *km, const float *X, int B, int *assign_out,
+                                  float *dist_out, sseg_buf_t *out) {
+        if (B < 0 || B > SSEG_KMEANS_MAX_BATCH)
+                return SSEG_ERR_INVAL;
+        if (B == 0)
+                return SSEG_OK;
+        int k = km->o.k, d = km->o.dim;
+        if (grow_batch(km, B))
+                return SSEG_ERR_NOMEM;
+        X = checked(km, X, B);
+        /* the batch's own mean and M2, shifted by the running mean as stats_update() does */
+        double s1[SSEG_KMEANS_MAX_DIM] = {0}, s2[SSEG_KMEANS_MAX_DIM] = {0};
+        for (int i = 0; i < B; i++)
+                for (int j = 0; j < d; j++) {
+                        double e = (double)X[(size_t)i * d + j] - km->mean[j];
+                        s1[j] += e;
+                        s2[j] += e * e;
+                }
+        size_t start = out->len;
+        sseg_buf_append(out, STATS_MAGIC, 4);
+        put_u32(out, STATS_VER);
+        put_u32(out, (uint32_t)k);
+        put_u32(out, (uint32_t)d);
+        put_u32(out, km->o.feature_version);
+        put_u64(out, km->o.seed);
+        put_u32(out, km->version); /* the replica version it was assigned with */
+        put_u32(out, (uint32_t)B);
+        for (int j = 0; j < d; j++) {
+                double q = s2[j] - s1[j] * s1[j] / B;
+                put_f64(out, km->mean[j] + s1[j] / B);
+                put_f64(out, q > 0 ? q : 0);
+        }
+        put_u32(out, km->initialized ? 1u : 0u);
+        if (km->initialized) {
+                prep(km);
+                memset(km->acc, 0, (size_t)k * d * sizeof(double));
+                memset(km->accn, 0, (size_t)k * sizeof(double));
+                assign_rows(km, X, B, km->asg, km->rowd2, dist_out, 1);
+                if (assign_out)
+                        memcpy(assign_out, km->asg, (size_t)B * sizeof(int));
+                double sd2 = 0;
+                for (int i = 0; i < B; i++)
+                        sd2 += km->rowd2[i];
+                put_f64(out, sd2);
+                for (int c = 0; c < k; c++) {
+                        put_f64(out, km->accn[c]);
+                        /* sums in original units (m mean + sd sum z): independent of the
+                         * standardisation of whoever applies them */
+                        for (int j = 0; j < d; j++)
+                                put_f64(out, km->accn[c] * km->mean[j] +
+                                                 km->acc[(size_t)c * d + j] / km->inv_sd[j]);
+                }
+        } else {
+                for (int i = 0; i < B && assign_out; i++)
+                        assign_out[i] = -1;
+                if (dist_out)
+                        memset(dist_out, 0, (size_t)B * k * sizeof(float));
+        }
+        int S = sample_rows(km, B);
+        put_u32(out, (uint32_t)S);
+        for (int i = 0; i < S; i++) {
+                const float *x = X + (size_t)((int64_t)i * B / S) * d;
+                for (int j = 0; j < d; j++)
+                        put_f32(out, x[j]);
+        }
+        put_u32(out, sseg_crc32c(out->p + start, out->len - start));
+        return SSEG_OK;
+}
+
+sseg_err_t sseg_kmeans_apply_stats(sseg_kmeans_t *km, const void *p, size_t n, char *errstr,
+                                   size_t errstr_size) {
+        int k = km->o.k, d = km->o.dim;
+        const unsigned char *b = p;
+        if (n < 12 || memcmp(b, STATS_MAGIC, 4))
+                return fail(SSEG_ERR_MODEL, errstr, errstr_size, "not a batch-statistics record");
+        uint32_t crc = (uint32_t)b[n - 4] | (uint32_t)b[n - 3] << 8 | (uint32_t)b[n - 2] << 16 |
+                       (uint32_t)b[n - 1] << 24;
+        if (crc != sseg_crc32c(b, n - 4))
+                return fail(SSEG_ERR_MODEL, errstr, errstr_size,
+                            "batch-statistics record: bad checksum");
+        rd_t r = {b, n - 4, 4, 0};
+        if (get_u32(&r) != STATS_VER)
+                return fail(SSEG_ERR_STATE_VERSION, errstr, errstr_size,
+                            "batch-statistics record of an unknown version");
+        uint32_t rk = get_u32(&r), rd = get_u32(&r), fv = get_u32(&r);
+        uint64_t seed = get_le(&r, 8);
+        if (rk != (uint32_t)k || rd != (uint32_t)d || fv != km->o.feature_version ||
+            seed != km->o.seed) {
+                char m[200];
+                snprintf(m, sizeof(m),
+                         "batch statistics of another model (k %u, dim %u, vector v%u, seed %llu; "
+                         "this one: k %d, dim %d, vector v%u, seed %llu)",
+                         rk, rd, fv, (unsigned long long)seed, k, d, km->o.feature_version,
+                         (unsigned long long)km->o.seed);
+                return fail(SSEG_ERR_MODEL, errstr, errstr_size, m);
+        }
+        (void)get_u32(&r); /* the sender's version: for the log reader */
+        uint32_t B = get_u32(&r);
+        if (r.bad || B == 0 || B > SSEG_KMEANS_MAX_BATCH)
+                return fail(SSEG_ERR_MODEL, errstr, errstr_size, "batch statistics: bad size");
+        double mb[SSEG_KMEANS_MAX_DIM], q[SSEG_KMEANS_MAX_DIM];
+        for (int j = 0; j < d; j++) {
+                mb[j] = get_f64(&r);
+                q[j] = get_f64(&r);
+                if (!isfinite(mb[j]) || !(q[j] >= 0) || !isfinite(q[j]))
+                        r.bad = 1;
+        }
+        uint32_t assigned = get_u32(&r);
+        size_t at_sums = r.off;
+        if (assigned)
+                r.off += 8 * (1 + (size_t)k * (1 + d));
+        if (r.off > r.n)
+                r.bad = 1;
+        uint32_t S = get_u32(&r);
+        if (r.bad || assigned > 1 || S > (uint32_t)SSEG_KMEANS_MAX_RESERVOIR ||
+            r.n - r.off != (size_t)S * d * 4)
+                return fail(SSEG_ERR_MODEL, errstr, errstr_size, "batch statistics: bad layout");
+        if (grow_batch(km, (int)S))
+                return SSEG_ERR_NOMEM;
+        float *xs = km->xs; /* the sample, sanitised */
+        for (size_t t = 0; t < (size_t)S * d; t++)
+                xs[t] = (float)val(get_f32(&r));
+
+        /* 1. standardisation: the batch merged as stats_update() merges one */
+        double decay = pow(km->alpha, (double)B);
+        double wold = km->w * decay, wnew = wold + B;
+        for (int j = 0; j < d; j++) {
+                double delta = mb[j] - km->mean[j];
+                km->mean[j] += delta * B / wnew;
+                km->m2[j] = km->m2[j] * decay + q[j] + delta * delta * wold * B / wnew;
+        }
+        km->w = wnew;
+        km->version++;
+        if (!km->initialized) {
+                /* 2a. the reservoir takes the sample; initialisation as observe_batch() */
+                reservoir_add(km, xs, (int)S);
+                km->seen += B;
+                if (km->seen >= (uint64_t)km->o.init_min_users && km->res_n >= k &&
+                    init_model(km))
+                        return SSEG_ERR_NOMEM;
+                return SSEG_OK;
+        }
+        km->seen += B;
+        /* 2b. the centres: the collapsed mini-batch step with the sender's per-centre sums
+         * (a sender that had no model yet moves nothing; the counts still forget) */
+        rd_t rs = {b, n - 4, at_sums, 0};
+        double sd2 = assigned ? get_f64(&rs) : 0;
+        if (assigned) {
+                km->inertia_num = km->inertia_num * decay + sd2;
+                km->inertia_den = km->inertia_den * decay + B;
+        }
+        for (int c = 0; c < k; c++) {
+                double v = km->count[c] * decay, m = assigned ? get_f64(&rs) : 0;
+                double *ce = km->cent + (size_t)c * d;
+                if (m > 0 && isfinite(m)) {
+                        for (int j = 0; j < d; j++) {
+                                double sum = get_f64(&rs);
+                                if (isfinite(sum))
+                                        ce[j] = (v * ce[j] + sum) / (v + m);
+                        }
+                        km->count[c] = v + m;
+                } else {
+                        if (assigned)
+                                rs.off += 8 * (size_t)d;
+                        km->count[c] = v;
+                }
+        }
+        /* 3. starved centres re-seeded from the sample, D^2-weighted against the moved
+         * centres (the applier's own distances: every replica computes the same) */
+        if (S > 0) {
+                prep(km);
+                assign_rows(km, xs, (int)S, km->asg, km->rowd2, NULL, 0);
+                reseed(km, xs, (int)S);
+        }
+        return SSEG_OK;
+}

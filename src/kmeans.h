@@ -155,6 +155,33 @@ double sseg_kmeans_count(const sseg_kmeans_t *km, int c); /* decayed count of ce
 uint64_t sseg_kmeans_reseeds(const sseg_kmeans_t *km);    /* centres re-seeded in total */
 void sseg_kmeans_get_opts(const sseg_kmeans_t *km, sseg_kmeans_opts_t *o);
 
+/* ---- one model across instances (modelsync.h) -------------------------------------------- */
+
+/*
+ * Assignment without learning, as sseg_kmeans_assign() (assign_out -1 and dist_out 0 while
+ * the model is not initialised), plus the batch's statistics appended to out: "SKBS" v1 with
+ * k, dim, vector version, seed, this model's version, B, the batch's mean and M2 per
+ * dimension, the per-centre counts and sums in original units of the (clipped) rows and the
+ * sum of squared distances when the model is initialised, and a sample of the rows (evenly
+ * spread: up to reservoir_size rows before initialisation, 64 after, for re-seeding);
+ * CRC-32C. The model itself does not change.
+ */
+sseg_err_t sseg_kmeans_contribute(sseg_kmeans_t *km, const float *X, int B, int *assign_out,
+                                  float *dist_out, sseg_buf_t *out);
+
+/*
+ * Applies a record of sseg_kmeans_contribute() (from any model with the same k, dim, seed and
+ * vector version) as one mini-batch step: the standardisation merges the batch's moments; an
+ * uninitialised model puts the sample in its reservoir and initialises as
+ * sseg_kmeans_observe_batch() does; an initialised one moves each centre to
+ * (v_c alpha^B c + sum_c) / (v_c alpha^B + m_c) with the record's sums, then re-seeds starved
+ * centres from the sample. version increases by 1. A pure function of the model and the bytes:
+ * equal models applying equal records stay equal. SSEG_ERR_MODEL for another model's or a
+ * damaged record (the model is unchanged), SSEG_ERR_STATE_VERSION for an unknown format.
+ */
+sseg_err_t sseg_kmeans_apply_stats(sseg_kmeans_t *km, const void *p, size_t n, char *errstr,
+                                   size_t errstr_size);
+
 /* CRC-32C (Castagnoli) of n bytes: the checksum of the model byte forms (kmeans, sketch). */
 uint32_t sseg_crc32c(const void *p, size_t n);
 

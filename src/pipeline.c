@@ -38,6 +38,7 @@ typedef struct {
         int dirty_meta;     /* meta changed since the last commit */
         int64_t hold_until; /* ms monotonic; > 0: records are skipped, then re-read (seek) */
         int seeking;        /* after that seek: records until next_offset are stale */
+        int64_t cycle_from; /* next_offset when the current cycle began */
         sseg_partmeta_t meta;
 } part_t;
 
@@ -470,6 +471,8 @@ static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
         }
         for (int i = 0; i < n; i++)
                 p->parts[ids[i]].dirty_meta = 0;
+        for (int i = 0; i < MAX_PARTITIONS; i++)
+                p->parts[i].cycle_from = p->parts[i].meta.next_offset;
         if (n && !p->offline && !p->eos) {
                 /* Kafka's committed offsets only serve lag monitoring: asynchronous. */
                 rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(n);
@@ -546,6 +549,7 @@ static void on_assign(sseg_pipeline_t *p, rd_kafka_topic_partition_list_t *parts
                 tp->offset = have[i] ? pt->meta.next_offset : RD_KAFKA_OFFSET_BEGINNING;
                 if (!have[i])
                         pt->meta.next_offset = 0;
+                pt->cycle_from = pt->meta.next_offset;
                 pt->assigned = 1;
                 pt->dirty_meta = 0;
                 pt->hold_until = 0;
@@ -1247,14 +1251,54 @@ int sseg_pipeline_assigned(const sseg_pipeline_t *p, int32_t partition) {
         return partition >= 0 && partition < MAX_PARTITIONS && p->parts[partition].assigned;
 }
 
-sseg_err_t sseg_pipeline_emit(sseg_pipeline_t *p, int out, const void *key, size_t klen,
-                              const void *val, size_t vlen, const char *id) {
+sseg_err_t sseg_pipeline_emit_to(sseg_pipeline_t *p, int out, int32_t partition, const void *key,
+                                 size_t klen, const void *val, size_t vlen, const char *id) {
         if (out < 0 || out >= p->ntopics)
                 return SSEG_ERR_INVAL;
         p->stats.out[out]++;
         rd_kafka_headers_t *h = rd_kafka_headers_new(1);
         rd_kafka_header_add(h, "sseg.id", -1, id, -1);
-        return produce(p, p->topics[out], RD_KAFKA_PARTITION_UA, key, klen, val, vlen, h);
+        return produce(p, p->topics[out], partition, key, klen, val, vlen, h);
+}
+
+sseg_err_t sseg_pipeline_emit(sseg_pipeline_t *p, int out, const void *key, size_t klen,
+                              const void *val, size_t vlen, const char *id) {
+        return sseg_pipeline_emit_to(p, out, RD_KAFKA_PARTITION_UA, key, klen, val, vlen, id);
+}
+
+int sseg_pipeline_cycle_offsets(const sseg_pipeline_t *p, int32_t *parts, int64_t *from,
+                                int64_t *to, int max) {
+        int n = 0;
+        for (int i = 0; i < MAX_PARTITIONS && n < max; i++) {
+                if (!p->parts[i].assigned)
+                        continue;
+                parts[n] = i;
+                from[n] = p->parts[i].cycle_from;
+                to[n++] = p->parts[i].meta.next_offset;
+        }
+        return n;
+}
+
+rd_kafka_conf_t *sseg_pipeline_consumer_conf(sseg_pipeline_t *p, const char *group_suffix,
+                                             char *errstr, size_t errstr_size) {
+        if (p->offline) {
+                errf(errstr, errstr_size, "an offline pipeline has no Kafka clients");
+                return NULL;
+        }
+        rd_kafka_conf_t *kc = kafka_conf(p, 1, errstr, errstr_size);
+        if (!kc)
+                return NULL;
+        rd_kafka_conf_set_stats_cb(kc, NULL);
+        rd_kafka_conf_set_rebalance_cb(kc, NULL);
+        char gid[300];
+        const char *g = sseg_conf_kafka_get(p->conf, "group.id");
+        snprintf(gid, sizeof(gid), "%s.%s", g ? g : "streamseg", group_suffix);
+        rd_kafka_conf_set(kc, "group.id", gid, NULL, 0);
+        return kc;
+}
+
+int sseg_pipeline_offline(const sseg_pipeline_t *p) {
+        return p->offline;
 }
 
 const char *sseg_pipeline_output_topic(const sseg_pipeline_t *p, int out) {

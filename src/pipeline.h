@@ -11,6 +11,8 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include <librdkafka/rdkafka.h>
+
 #include "buf.h"
 #include "changelog.h"
 #include "conf.h"
@@ -127,6 +129,24 @@ const char *sseg_pipeline_output_topic(const sseg_pipeline_t *p, int out);
  * delivery before the cycle's WriteBatch. Called from the processing thread only. */
 sseg_err_t sseg_pipeline_emit(sseg_pipeline_t *p, int out, const void *key, size_t klen,
                               const void *val, size_t vlen, const char *id);
+
+/* As sseg_pipeline_emit(), to the given partition of the output's topic. */
+sseg_err_t sseg_pipeline_emit_to(sseg_pipeline_t *p, int out, int32_t partition, const void *key,
+                                 size_t klen, const void *val, size_t vlen, const char *id);
+
+/* The input of the current cycle: per assigned partition, ascending (at most max), the next
+ * offset when the cycle began (from) and now (to). Returns how many were written. */
+int sseg_pipeline_cycle_offsets(const sseg_pipeline_t *p, int32_t *parts, int64_t *from,
+                                int64_t *to, int max);
+
+/* A consumer configuration as the pipeline's own (kafka.* passed through, no rebalance or
+ * statistics callbacks), group.id "<group.id>.<group_suffix>", for a consumer that assigns
+ * partitions itself. NULL (errstr set) for an offline pipeline or a refused property. */
+rd_kafka_conf_t *sseg_pipeline_consumer_conf(sseg_pipeline_t *p, const char *group_suffix,
+                                             char *errstr, size_t errstr_size);
+
+/* 1 for a pipeline made by sseg_pipeline_new_offline(). */
+int sseg_pipeline_offline(const sseg_pipeline_t *p);
 
 /* The event-time watermark of a partition (ms; 0 if none yet). */
 int64_t sseg_pipeline_watermark(const sseg_pipeline_t *p, int32_t partition);

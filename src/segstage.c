@@ -26,9 +26,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "metrics.h"
+#include "modelsync.h"
 #include "profile.h"
 #include "recenc.h"
 #include "segvec.h"
@@ -40,6 +42,7 @@
 #define BYTES_FORMAT    1u
 #define DESC_MAX        256
 #define CHANGE_ID_MAX   (SSEG_USER_ID_MAX + 16)
+#define MAX_RANGES      4096 /* input partitions of one instance (pipeline.c MAX_PARTITIONS) */
 
 static void errf(char *errstr, size_t errstr_size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -346,6 +349,14 @@ typedef struct {
         char desc[SSEG_KMEANS_MAX_K][DESC_MAX]; /* descriptions of the cycle's entered segments */
         /* totals for the log */
         uint64_t changes, first_assignments, stats_records;
+        /* segments.model.topic: one model for the group (modelsync.h); NULL: a local model */
+        sseg_modelsync_t *sync;
+        int out_model;
+        sseg_buf_t mbuf;
+        int32_t *rparts; /* [MAX_RANGES] scratch of the input ranges of a record */
+        int64_t *rfrom, *rto;
+        sseg_modelsync_range_t *ranges;
+        int drop_sync_key; /* a stored SSEG_SEG_SYNC_KEY without the model topic: deleted */
 } stage_t;
 
 static uint32_t published_version(const stage_t *s) {
@@ -371,6 +382,10 @@ static int grow(stage_t *s, size_t n) {
 }
 
 static void put_model(stage_t *s) {
+        if (s->drop_sync_key) {
+                sseg_state_batch_delete(s->st, SSEG_SEG_SYNC_KEY, KEYLEN(SSEG_SEG_SYNC_KEY));
+                s->drop_sync_key = 0;
+        }
         sseg_buf_reset(&s->buf);
         sseg_kmeans_serialize(s->km, &s->buf);
         sseg_state_batch_put(s->st, SSEG_SEG_MODEL_KEY, KEYLEN(SSEG_SEG_MODEL_KEY), s->buf.p,
@@ -379,6 +394,52 @@ static void put_model(stage_t *s) {
         sseg_rfm_serialize(s->rfm, &s->buf);
         sseg_state_batch_put(s->st, SSEG_SEG_RFM_KEY, KEYLEN(SSEG_SEG_RFM_KEY), s->buf.p,
                              s->buf.len);
+}
+
+static void put_sync(stage_t *s) {
+        sseg_buf_reset(&s->buf);
+        sseg_modelsync_serialize(s->sync, &s->buf);
+        sseg_state_batch_put(s->st, SSEG_SEG_SYNC_KEY, KEYLEN(SSEG_SEG_SYNC_KEY), s->buf.p,
+                             s->buf.len);
+}
+
+/* With the model topic: the cycle's users are assigned with the shared model as this instance
+ * has applied it, and their statistics go to the topic as one record per chunk (applied when
+ * read back, as everyone else's). */
+static sseg_err_t contribute(stage_t *s, size_t n, char *errstr, size_t errstr_size) {
+        const int D = SSEG_SEGVEC_DIM, K = s->o.k;
+        int32_t *parts = s->rparts;
+        int64_t *from = s->rfrom, *to = s->rto;
+        sseg_modelsync_range_t *r = s->ranges;
+        int nr = sseg_pipeline_cycle_offsets(s->p, parts, from, to, MAX_RANGES);
+        for (int i = 0; i < nr; i++)
+                r[i] = (sseg_modelsync_range_t){parts[i], from[i], to[i]};
+        for (size_t off = 0; off < n; off += SSEG_KMEANS_MAX_BATCH) {
+                int B = (int)(n - off < SSEG_KMEANS_MAX_BATCH ? n - off : SSEG_KMEANS_MAX_BATCH);
+                sseg_buf_reset(&s->mbuf);
+                if (off) /* the input ranges go with the first record only */
+                        for (int i = 0; i < nr; i++)
+                                r[i].from = r[i].to;
+                sseg_modelsync_record_head(&s->mbuf, r, nr);
+                sseg_err_t err = sseg_kmeans_contribute(s->km, s->X + off * D, B, s->assign + off,
+                                                        s->dist + off * (size_t)K, &s->mbuf);
+                if (err) {
+                        errf(errstr, errstr_size, "K-means assignment failed: %s",
+                             sseg_err2str(err));
+                        return err;
+                }
+                const char *name = sseg_modelsync_name(s->sync);
+                char id[600];
+                snprintf(id, sizeof(id), "%s:%u:%zu", name, published_version(s), off);
+                if ((err = sseg_pipeline_emit_to(s->p, s->out_model, SSEG_MODELSYNC_PART, name,
+                                                 strlen(name), s->mbuf.p, s->mbuf.len, id))) {
+                        errf(errstr, errstr_size, "publishing batch statistics: %s",
+                             sseg_err2str(err));
+                        return err;
+                }
+                sseg_modelsync_published(s->sync);
+        }
+        return SSEG_OK;
 }
 
 static void put_counters(stage_t *s) {
@@ -421,7 +482,7 @@ static sseg_err_t observe(stage_t *s, sseg_entry_t **users, size_t n, int64_t no
                 e->u.rfm_f = tiers[SSEG_RFM_F];
                 e->u.rfm_m = tiers[SSEG_RFM_M];
         }
-        for (size_t off = 0; off < n; off += SSEG_KMEANS_MAX_BATCH) {
+        for (size_t off = 0; off < n && !s->sync; off += SSEG_KMEANS_MAX_BATCH) {
                 int B = (int)(n - off < SSEG_KMEANS_MAX_BATCH ? n - off : SSEG_KMEANS_MAX_BATCH);
                 sseg_err_t err = sseg_kmeans_observe_batch(
                     s->km, s->X + off * D, B, s->assign + off, s->dist + off * (size_t)K);
@@ -429,6 +490,11 @@ static sseg_err_t observe(stage_t *s, sseg_entry_t **users, size_t n, int64_t no
                         errf(errstr, errstr_size, "K-means step failed: %s", sseg_err2str(err));
                         return err;
                 }
+        }
+        if (s->sync) {
+                sseg_err_t err = contribute(s, n, errstr, errstr_size);
+                if (err)
+                        return err;
         }
         if (!sseg_kmeans_initialized(s->km))
                 return SSEG_OK; /* every assign is -1: nobody has a segment yet */
@@ -461,8 +527,12 @@ static sseg_err_t observe(stage_t *s, sseg_entry_t **users, size_t n, int64_t no
                         /* One move per user per model version at most (one batch per
                          * version), so user and version name the change; a replay of the
                          * cycle computes the same version. */
-                        char id[CHANGE_ID_MAX];
-                        snprintf(id, sizeof(id), "%.*s:%u", (int)e->klen, e->uid, version);
+                        char id[CHANGE_ID_MAX + 48];
+                        if (!s->sync)
+                                snprintf(id, sizeof(id), "%.*s:%u", (int)e->klen, e->uid, version);
+                        else /* a shared model's version may stay over cycles */
+                                snprintf(id, sizeof(id), "%.*s:%u:%llu:%d", (int)e->klen, e->uid,
+                                         version, (unsigned long long)u->n_events, to);
                         sseg_segstage_change_t c = {.id = id,
                                                     .uid = e->uid,
                                                     .uid_len = e->klen,
@@ -524,11 +594,14 @@ static sseg_err_t stage_cycle(void *opaque, sseg_pipeline_t *p, sseg_entry_t **u
         stage_t *s = opaque;
         (void)p;
         sseg_err_t err;
-        if (n) {
-                if ((err = observe(s, users, n, now_ms, errstr, errstr_size)))
-                        return err;
+        int applied = s->sync ? sseg_modelsync_poll(s->sync, s->km) : 0;
+        if (n && (err = observe(s, users, n, now_ms, errstr, errstr_size)))
+                return err;
+        if (n || applied) {
                 put_model(s);
                 put_counters(s);
+                if (s->sync)
+                        put_sync(s);
         }
         if (sseg_kmeans_initialized(s->km) && now_ms >= s->next_stats_ms) {
                 if ((err = emit_stats(s, now_ms, errstr, errstr_size)))
@@ -549,6 +622,21 @@ static void stage_destroy(void *opaque) {
                           published_version(s), (unsigned long long)sseg_kmeans_seen(s->km),
                           (unsigned long long)s->changes, (unsigned long long)s->first_assignments,
                           (unsigned long long)s->stats_records);
+        if (s->sync) {
+                sseg_modelsync_stats_t ms;
+                sseg_modelsync_get_stats(s->sync, &ms);
+                sseg_info("segments.model.topic %s: %llu records applied, %llu duplicates and "
+                          "%llu foreign skipped, %llu published; next offset %lld",
+                          sseg_modelsync_topic(s->sync), (unsigned long long)ms.applied,
+                          (unsigned long long)ms.duplicates, (unsigned long long)ms.foreign,
+                          (unsigned long long)ms.published, (long long)ms.next_offset);
+        }
+        sseg_modelsync_destroy(s->sync);
+        sseg_buf_free(&s->mbuf);
+        free(s->rparts);
+        free(s->rfrom);
+        free(s->rto);
+        free(s->ranges);
         sseg_kmeans_destroy(s->km);
         sseg_rfm_destroy(s->rfm);
         free(s->cnt);
@@ -732,6 +820,87 @@ static void stage_erased(void *opaque, sseg_entry_t *e) {
         }
 }
 
+/* segments.model.topic: the shared model's log (modelsync.h). A stored model that was not
+ * learnt from the log (no stored progress: it was a local model) is not a replica of the
+ * shared one: a new model starts, at an epoch past every version published so far, and replays
+ * the log from its beginning. Offline pipelines (benchmarks) keep a local model. */
+static sseg_err_t sync_open(stage_t *s, int stored, char *errstr, size_t errstr_size) {
+        const sseg_conf_t *conf = s->conf;
+        if (!*conf->segments_model_topic) {
+                /* progress of an earlier shared model would be stale if it came back on */
+                char *v = NULL;
+                size_t vl = 0;
+                sseg_err_t err = read_key(s->st, SSEG_SEG_SYNC_KEY, &v, &vl, errstr, errstr_size);
+                drop(&v);
+                if (err && err != SSEG_ERR_NOENT)
+                        return err;
+                s->drop_sync_key = !err;
+                return SSEG_OK;
+        }
+        if (sseg_pipeline_offline(s->p)) {
+                sseg_info("segments.model.topic %s: not used by an offline pipeline (a local "
+                          "model learns)",
+                          conf->segments_model_topic);
+                return SSEG_OK;
+        }
+        char *v = NULL;
+        size_t vl = 0;
+        sseg_err_t err = read_key(s->st, SSEG_SEG_SYNC_KEY, &v, &vl, errstr, errstr_size);
+        if (err && err != SSEG_ERR_NOENT)
+                return err;
+        if (err == SSEG_ERR_NOENT && stored) {
+                uint32_t epoch = published_version(s);
+                sseg_warn("segments: the stored model was learnt locally, not from "
+                          "segments.model.topic %s: a new model starts at version %u from the "
+                          "topic's log; users get first assignments again",
+                          conf->segments_model_topic, epoch);
+                sseg_kmeans_destroy(s->km);
+                if (!(s->km = sseg_kmeans_new(&s->o))) {
+                        errf(errstr, errstr_size, "cannot create the K-means model");
+                        return SSEG_ERR_NOMEM;
+                }
+                memset(s->cnt, 0, sizeof(*s->cnt));
+                s->cnt->k = (uint32_t)s->o.k;
+                s->cnt->epoch = s->cnt->last_version = epoch;
+        } else if (!err && !stored) {
+                drop(&v); /* progress of a discarded model: the new one reads from the start */
+        }
+        s->rparts = malloc(MAX_RANGES * sizeof(*s->rparts));
+        s->rfrom = malloc(MAX_RANGES * sizeof(*s->rfrom));
+        s->rto = malloc(MAX_RANGES * sizeof(*s->rto));
+        s->ranges = malloc(MAX_RANGES * sizeof(*s->ranges));
+        if (!s->rparts || !s->rfrom || !s->rto || !s->ranges) {
+                drop(&v);
+                errf(errstr, errstr_size, "out of memory");
+                return SSEG_ERR_NOMEM;
+        }
+        rd_kafka_conf_t *kc = sseg_pipeline_consumer_conf(s->p, "model", errstr, errstr_size);
+        if (!kc) {
+                drop(&v);
+                return SSEG_ERR_INVAL;
+        }
+        const char *group = sseg_conf_kafka_get(conf, "group.id");
+        char host[128] = "", name[512];
+        gethostname(host, sizeof(host) - 1);
+        snprintf(name, sizeof(name), "%s@%s:%s", group ? group : "", host, conf->state_dir);
+        s->sync = sseg_modelsync_new(conf->segments_model_topic, name, kc, v, v ? vl : 0, &err,
+                                     errstr, errstr_size);
+        drop(&v);
+        if (!s->sync)
+                return err;
+        if ((s->out_model = sseg_pipeline_add_output(s->p, conf->segments_model_topic)) < 0) {
+                errf(errstr, errstr_size, "segments.model.topic %s: cannot add the output",
+                     conf->segments_model_topic);
+                return SSEG_ERR_KAFKA;
+        }
+        sseg_modelsync_stats_t ms;
+        sseg_modelsync_get_stats(s->sync, &ms);
+        sseg_info("segments.model.topic %s: one model for the group, as instance %s (log "
+                  "applied up to offset %lld)",
+                  conf->segments_model_topic, name, (long long)ms.next_offset);
+        return SSEG_OK;
+}
+
 sseg_err_t sseg_segstage_add(sseg_pipeline_t *p, char *errstr, size_t errstr_size) {
         const sseg_conf_t *conf = sseg_pipeline_conf(p);
         if (conf->segments_k == 0)
@@ -757,6 +926,11 @@ sseg_err_t sseg_segstage_add(sseg_pipeline_t *p, char *errstr, size_t errstr_siz
         sseg_buf_init(&s->buf);
         int stored;
         if ((err = load(s->st, &o, &s->km, &s->rfm, s->cnt, &stored, errstr, errstr_size))) {
+                stage_destroy(s);
+                return err;
+        }
+        sseg_buf_init(&s->mbuf);
+        if ((err = sync_open(s, stored, errstr, errstr_size))) {
                 stage_destroy(s);
                 return err;
         }
@@ -809,6 +983,21 @@ static void stage_report(void *opaque, sseg_buf_t *prom, sseg_buf_t *json) {
                         (unsigned long long)s->changes);
         sseg_buf_printf(prom, "streamseg_segment_stats_records_total %llu\n",
                         (unsigned long long)s->stats_records);
+        sseg_modelsync_stats_t ms = {0};
+        if (s->sync) {
+                sseg_modelsync_get_stats(s->sync, &ms);
+                sseg_buf_printf(prom,
+                                "streamseg_model_sync_records_total{result=\"applied\"} %llu\n"
+                                "streamseg_model_sync_records_total{result=\"duplicate\"} %llu\n"
+                                "streamseg_model_sync_records_total{result=\"foreign\"} %llu\n"
+                                "streamseg_model_sync_published_total %llu\n"
+                                "streamseg_model_sync_lag %lld\n",
+                                (unsigned long long)ms.applied, (unsigned long long)ms.duplicates,
+                                (unsigned long long)ms.foreign, (unsigned long long)ms.published,
+                                (long long)(ms.end_offset >= ms.next_offset
+                                                ? ms.end_offset - ms.next_offset
+                                                : 0));
+        }
         sseg_buf_printf(json,
                         "{\"k\":%d,\"initialised\":%s,\"model_version\":%u,\"users_assigned\":%lld,"
                         "\"users_observed\":%llu,\"changes\":%llu,\"segments\":[",
@@ -881,6 +1070,25 @@ sseg_err_t sseg_segstage_model_json(sseg_state_t *st, const sseg_conf_t *conf, s
         sseg_buf_json_double(out, o.hysteresis);
         sseg_buf_printf(out, ",\"inertia\":");
         sseg_buf_json_double(out, sseg_kmeans_inertia(km));
+        /* The checksum of the model's byte form: instances sharing segments.model.topic that
+         * applied its log up to the same offset show the same value. */
+        sseg_buf_t mb;
+        sseg_buf_init(&mb);
+        sseg_kmeans_serialize(km, &mb);
+        sseg_buf_printf(out, ",\"model_crc32c\":%u,\"model_sync\":",
+                        sseg_crc32c(mb.p, mb.len - 4)); /* the byte form's own checksum */
+        sseg_buf_free(&mb);
+        char *sv = NULL;
+        size_t svl = 0;
+        if (!read_key(st, SSEG_SEG_SYNC_KEY, &sv, &svl, NULL, 0)) {
+                sseg_buf_putc(out, '{');
+                if (sseg_modelsync_stored_json(sv, svl, out))
+                        sseg_buf_printf(out, "\"damaged\":true");
+                sseg_buf_putc(out, '}');
+        } else {
+                sseg_buf_printf(out, "null");
+        }
+        drop(&sv);
         sseg_buf_printf(out, ",\"features\":[");
         for (int i = 0; i < dim; i++) {
                 sseg_buf_printf(out, "%s{\"name\":", i ? "," : "");

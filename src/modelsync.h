@@ -1,0 +1,91 @@
+/*
+ * modelsync: one segmentation model for every instance of a group, through the model topic
+ * (segments.model.topic, its partition 0; DESIGN.md §Scaling out, docs/scaling.md).
+ *
+ * The model is a replicated state machine over the topic's log. Each instance publishes, per
+ * commit cycle, one record of its batch statistics (sseg_kmeans_contribute(): the batch's
+ * moments, per-centre counts and sums, a small sample of rows) and applies every record of the
+ * topic, its own included, in log order (sseg_kmeans_apply_stats()). Applying is a pure
+ * function of the model and the record, so two instances that applied the log up to the same
+ * offset hold byte-identical models, and an instance's lag behind the log's end bounds how far
+ * its model can be from any other's.
+ *
+ * Record value: "SSMS", u32 format 1, u32 n, n x (u32 input partition, i64 from, i64 to): the
+ * input offsets [from, to) the producing cycle consumed on each of its partitions; then the
+ * statistics bytes. Key: the instance's name. A record is a duplicate (a cycle replayed after a
+ * crash whose first record was delivered) when it has a range with from < to and every such
+ * range ends at or before what was applied for its partition; duplicates are skipped. The
+ * applied offsets per input partition are part of the replicated state.
+ *
+ * Stored (the 'm' key SSEG_SEG_SYNC_KEY, written in the cycle's WriteBatch with the model): the
+ * next offset of the topic to read, the applied offsets and the counters, so a restart resumes
+ * the log where the stored model stands.
+ *
+ * Threads: one sync object is used from one thread (the pipeline's).
+ */
+#ifndef SSEG_MODELSYNC_H
+#define SSEG_MODELSYNC_H
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "kmeans.h"
+#include "streamseg/streamseg.h"
+
+#define SSEG_SEG_SYNC_KEY   "msegsync"
+#define SSEG_MODELSYNC_PART 0 /* the partition of the model topic that carries the log */
+
+typedef struct sseg_modelsync_s sseg_modelsync_t;
+
+typedef struct {
+        int32_t partition;
+        int64_t from, to; /* input offsets [from, to) consumed by the cycle */
+} sseg_modelsync_range_t;
+
+typedef struct {
+        int64_t next_offset; /* the next model-topic offset to apply */
+        int64_t end_offset;  /* the topic's end as last seen; -1 unknown */
+        uint64_t applied;    /* records applied */
+        uint64_t duplicates; /* records skipped as replays of applied ones */
+        uint64_t foreign;    /* records of another model (k, seed, vector) or damaged: skipped */
+        uint64_t lost;       /* offsets missing from the log (deleted before they were read) */
+        uint64_t published;  /* records this instance published since start */
+} sseg_modelsync_stats_t;
+
+/* A sync object reading topic through a consumer made from kc (taken over; NULL: no consumer,
+ * records are fed with sseg_modelsync_apply(), e.g. in tests). name: the instance, the key of
+ * what it publishes. Stored bytes from SSEG_SEG_SYNC_KEY (NULL: start at the topic's
+ * beginning). Errors name the topic. */
+sseg_modelsync_t *sseg_modelsync_new(const char *topic, const char *name, rd_kafka_conf_t *kc,
+                                     const void *stored, size_t stored_len, sseg_err_t *errp,
+                                     char *errstr, size_t errstr_size);
+void sseg_modelsync_destroy(sseg_modelsync_t *m);
+
+/* Applies the record value v of log offset offset to km, or skips it (duplicate, foreign,
+ * damaged: counted, with a warning for the last two). Offsets below the next one are ignored
+ * (returns 0). Returns 1 if km changed. */
+int sseg_modelsync_apply(sseg_modelsync_t *m, sseg_kmeans_t *km, int64_t offset, const void *v,
+                         size_t n);
+
+/* Takes what the consumer has fetched (never blocks) and applies it in order. Returns the
+ * number of records read (applied or skipped): non-zero means the stored form changed. */
+int sseg_modelsync_poll(sseg_modelsync_t *m, sseg_kmeans_t *km);
+
+/* Appends the head of a record (magic, format, the ranges); the caller appends the statistics
+ * (sseg_kmeans_contribute()). */
+void sseg_modelsync_record_head(sseg_buf_t *out, const sseg_modelsync_range_t *r, int n);
+
+/* Counts a record this instance published. */
+void sseg_modelsync_published(sseg_modelsync_t *m);
+
+/* The stored form (SSEG_SEG_SYNC_KEY). */
+void sseg_modelsync_serialize(const sseg_modelsync_t *m, sseg_buf_t *out);
+
+void sseg_modelsync_get_stats(const sseg_modelsync_t *m, sseg_modelsync_stats_t *s);
+const char *sseg_modelsync_topic(const sseg_modelsync_t *m);
+const char *sseg_modelsync_name(const sseg_modelsync_t *m);
+
+/* The stored form as JSON members (no braces) for `inspect --model`: next_offset, applied, ... */
+sseg_err_t sseg_modelsync_stored_json(const void *p, size_t n, sseg_buf_t *out);
+#endif

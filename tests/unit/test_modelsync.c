@@ -1,0 +1,400 @@
+/*
+ * test_modelsync: one K-means model across instances through the model topic's records, without
+ * Kafka (the records are fed in log order by hand).
+ *   - equivalence: contributing a batch and applying the record moves the model as
+ *     sseg_kmeans_observe_batch() on the same batch does (same assignments; centres, counts and
+ *     standardisation equal up to float rounding);
+ *   - replicas: two instances with different data (non-IID partitions) and different lags
+ *     behind the log publish records; both, and a third replica replaying the log from its
+ *     beginning, end byte-identical once they applied the same offsets; the shared model finds
+ *     the clusters only one of the instances sees;
+ *   - the duplicate rule (a replayed cycle), records without input, partial overlaps, records
+ *     of another model and damaged ones, lost offsets, and the stored progress round trip.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "kmeans.h"
+#include "modelsync.h"
+
+static uint64_t T_rng = 777;
+
+static uint64_t t_next(void) {
+        uint64_t z = (T_rng += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        return z ^ (z >> 31);
+}
+
+static double t_unit(void) {
+        return ((double)(t_next() >> 11) + 0.5) * 0x1.0p-53;
+}
+
+static double t_gauss(void) {
+        return sqrt(-2.0 * log(t_unit())) * cos(2 * M_PI * t_unit());
+}
+
+#define D 4
+#define K 4
+static const double MU[K * D] = {6, 6, 6, -6, -6, 6, -6, 6, 6, -6, -6, -6, -6, -6, 6, 6};
+
+/* n rows drawn from the components allowed by mask (bit c: component c), sd 1 */
+static void rows(float *X, int n, unsigned mask) {
+        for (int i = 0; i < n; i++) {
+                int c;
+                do
+                        c = (int)(t_next() % K);
+                while (!(mask >> c & 1));
+                for (int j = 0; j < D; j++)
+                        X[i * D + j] = (float)(MU[c * D + j] + t_gauss());
+        }
+}
+
+static sseg_kmeans_opts_t opts(void) {
+        sseg_kmeans_opts_t o;
+        sseg_kmeans_opts_default(&o);
+        o.k = K;
+        o.dim = D;
+        o.feature_version = 0;
+        o.init_min_users = 500;
+        o.halflife = 20000;
+        return o;
+}
+
+static sseg_kmeans_t *copy(const sseg_kmeans_t *km) {
+        sseg_buf_t b;
+        sseg_buf_init(&b);
+        sseg_kmeans_serialize(km, &b);
+        sseg_kmeans_t *c = NULL;
+        sseg_kmeans_deserialize(b.p, b.len, NULL, &c, NULL, 0);
+        sseg_buf_free(&b);
+        return c;
+}
+
+static int same_bytes(const sseg_kmeans_t *a, const sseg_kmeans_t *b) {
+        sseg_buf_t x, y;
+        sseg_buf_init(&x);
+        sseg_buf_init(&y);
+        sseg_kmeans_serialize(a, &x);
+        sseg_kmeans_serialize(b, &y);
+        int eq = x.len == y.len && !memcmp(x.p, y.p, x.len);
+        sseg_buf_free(&x);
+        sseg_buf_free(&y);
+        return eq;
+}
+
+static double nearest_centre(const sseg_kmeans_t *km, const double *mu) {
+        double best = INFINITY;
+        float c[D];
+        for (int i = 0; i < K; i++) {
+                sseg_kmeans_centroid_original_units(km, i, c);
+                double s = 0;
+                for (int j = 0; j < D; j++)
+                        s += (c[j] - mu[j]) * (c[j] - mu[j]);
+                best = sqrt(s) < best ? sqrt(s) : best;
+        }
+        return best;
+}
+
+/* ---- contribute + apply == observe_batch ---------------------------------------------------- */
+
+static void test_equivalence(void) {
+        sseg_kmeans_opts_t o = opts();
+        o.zclip = 0;          /* no clipping: the sums are the rows themselves */
+        o.reassign_ratio = 0; /* no re-seeding: observe_batch re-seeds from the whole batch */
+        sseg_kmeans_t *km = sseg_kmeans_new(&o);
+        float *X = malloc(sizeof(float) * 3000 * D);
+        rows(X, 3000, 0xf);
+        sseg_kmeans_observe_batch(km, X, 1000, NULL, NULL);
+        sseg_kmeans_observe_batch(km, X + 1000 * D, 1000, NULL, NULL);
+        CHECK(sseg_kmeans_initialized(km));
+        sseg_kmeans_t *a = copy(km), *b = copy(km);
+        int asg_a[1000], asg_b[1000];
+        float dist_b[1000 * K];
+        CHECK_INT_EQ(sseg_kmeans_observe_batch(a, X + 2000 * D, 1000, asg_a, NULL), SSEG_OK);
+        sseg_buf_t rec;
+        sseg_buf_init(&rec);
+        CHECK_INT_EQ(sseg_kmeans_contribute(b, X + 2000 * D, 1000, asg_b, dist_b, &rec), SSEG_OK);
+        CHECK(same_bytes(b, km)); /* contributing changes nothing */
+        int same = 1;
+        for (int i = 0; i < 1000; i++)
+                same &= asg_a[i] == asg_b[i];
+        CHECK(same);
+        /* the distances are those of the chosen centre's row */
+        int ok = 1;
+        for (int i = 0; i < 1000; i++)
+                for (int c = 0; c < K; c++)
+                        ok &= dist_b[i * K + asg_b[i]] <= dist_b[i * K + c] + 1e-5f;
+        CHECK(ok);
+        CHECK_INT_EQ(sseg_kmeans_apply_stats(b, rec.p, rec.len, NULL, 0), SSEG_OK);
+        CHECK_INT_EQ(sseg_kmeans_version(a), sseg_kmeans_version(b));
+        CHECK_INT_EQ(sseg_kmeans_seen(a), sseg_kmeans_seen(b));
+        for (int c = 0; c < K; c++) {
+                float ca[D], cb[D];
+                sseg_kmeans_centroid_original_units(a, c, ca);
+                sseg_kmeans_centroid_original_units(b, c, cb);
+                for (int j = 0; j < D; j++)
+                        CHECK_NEAR(ca[j], cb[j], 1e-4);
+                CHECK_NEAR(sseg_kmeans_count(a, c), sseg_kmeans_count(b, c),
+                           1e-9 * sseg_kmeans_count(a, c));
+        }
+        for (int j = 0; j < D; j++) {
+                CHECK_NEAR(sseg_kmeans_mean(a, j), sseg_kmeans_mean(b, j), 1e-9);
+                CHECK_NEAR(sseg_kmeans_sd(a, j), sseg_kmeans_sd(b, j), 1e-9);
+        }
+        /* distances: observe_batch standardises with the batch already merged, the sender
+         * with the statistics before it (about 0.1 % apart here) */
+        CHECK_NEAR(sseg_kmeans_inertia(a), sseg_kmeans_inertia(b), 1e-2 * sseg_kmeans_inertia(a));
+
+        /* before initialisation: the reservoir takes the sample and the model initialises at
+         * the same row count as observe_batch's */
+        sseg_kmeans_t *u = sseg_kmeans_new(&o);
+        int asg_u[300];
+        for (int r = 0; r < 2; r++) {
+                sseg_buf_reset(&rec);
+                CHECK_INT_EQ(sseg_kmeans_contribute(u, X + r * 300 * D, 300, asg_u, NULL, &rec),
+                             SSEG_OK);
+                CHECK_INT_EQ(asg_u[0], -1);
+                CHECK_INT_EQ(sseg_kmeans_apply_stats(u, rec.p, rec.len, NULL, 0), SSEG_OK);
+        }
+        CHECK(sseg_kmeans_initialized(u)); /* 600 rows >= init.min.users 500 */
+        for (int c = 0; c < K; c++)
+                CHECK(nearest_centre(u, MU + c * D) < 1.0);
+        sseg_kmeans_destroy(u);
+        sseg_buf_free(&rec);
+        sseg_kmeans_destroy(a);
+        sseg_kmeans_destroy(b);
+        sseg_kmeans_destroy(km);
+        free(X);
+}
+
+/* ---- replicas of one log ---------------------------------------------------------------------- */
+
+typedef struct {
+        sseg_buf_t *rec;
+        int n, cap;
+} log_t;
+
+static void log_add(log_t *l, const sseg_buf_t *b) {
+        if (l->n == l->cap) {
+                l->cap = l->cap ? 2 * l->cap : 64;
+                l->rec = realloc(l->rec, (size_t)l->cap * sizeof(*l->rec));
+        }
+        sseg_buf_init(&l->rec[l->n]);
+        sseg_buf_append(&l->rec[l->n++], b->p, b->len);
+}
+
+static void catch_up(sseg_modelsync_t *m, sseg_kmeans_t *km, const log_t *l, int upto) {
+        sseg_modelsync_stats_t st;
+        sseg_modelsync_get_stats(m, &st);
+        for (int64_t off = st.next_offset; off < upto; off++)
+                sseg_modelsync_apply(m, km, off, l->rec[off].p, l->rec[off].len);
+}
+
+static void test_replicas(void) {
+        sseg_kmeans_opts_t o = opts();
+        sseg_kmeans_t *km[3];
+        sseg_modelsync_t *ms[3];
+        sseg_err_t err;
+        char e[200];
+        for (int i = 0; i < 3; i++) {
+                km[i] = sseg_kmeans_new(&o);
+                ms[i] = sseg_modelsync_new("m", i ? "b" : "a", NULL, NULL, 0, &err, e, sizeof(e));
+                CHECK(ms[i] != NULL);
+        }
+        /* instance 0 owns partition 0 (components 0 and 1 only), instance 1 partition 1
+         * (components 2 and 3 only); instance 1 lags up to 3 records behind the log */
+        log_t l = {0};
+        float X[400 * D];
+        int asg[400];
+        sseg_buf_t b;
+        sseg_buf_init(&b);
+        int64_t next[2] = {0, 0};
+        for (int round = 0; round < 60; round++) {
+                for (int inst = 0; inst < 2; inst++) {
+                        int lag = inst ? (int)(t_next() % 4) : 0;
+                        catch_up(ms[inst], km[inst], &l, l.n - lag > 0 ? l.n - lag : 0);
+                        int n = 100 + (int)(t_next() % 300);
+                        rows(X, n, inst ? 0xc : 0x3);
+                        sseg_modelsync_range_t r = {inst, next[inst], next[inst] + n};
+                        next[inst] += n;
+                        sseg_buf_reset(&b);
+                        sseg_modelsync_record_head(&b, &r, 1);
+                        CHECK_INT_EQ(sseg_kmeans_contribute(km[inst], X, n, asg, NULL, &b),
+                                     SSEG_OK);
+                        log_add(&l, &b);
+                }
+        }
+        for (int i = 0; i < 3; i++)
+                catch_up(ms[i], km[i], &l, l.n);
+        CHECK(same_bytes(km[0], km[1]));
+        CHECK(same_bytes(km[0], km[2]));
+        sseg_modelsync_stats_t st;
+        sseg_modelsync_get_stats(ms[2], &st);
+        CHECK_INT_EQ(st.applied, 120);
+        CHECK_INT_EQ(st.next_offset, 120);
+        CHECK_INT_EQ(st.duplicates + st.foreign + st.lost, 0);
+        CHECK_INT_EQ(sseg_kmeans_version(km[0]), 120);
+        /* one model of everyone's data: every component has a centre, though each instance
+         * saw only two of them */
+        for (int c = 0; c < K; c++)
+                CHECK(nearest_centre(km[0], MU + c * D) < 0.5);
+        /* and so one segment per user, whichever instance asks */
+        rows(X, 400, 0xf);
+        int a0[400], a1[400], same = 1;
+        sseg_kmeans_assign(km[0], X, 400, a0, NULL);
+        sseg_kmeans_assign(km[1], X, 400, a1, NULL);
+        for (int i = 0; i < 400; i++)
+                same &= a0[i] == a1[i];
+        CHECK(same);
+
+        /* a replica restarted from its stored progress and model continues identically */
+        sseg_buf_t sp, mp;
+        sseg_buf_init(&sp);
+        sseg_buf_init(&mp);
+        sseg_modelsync_t *half = sseg_modelsync_new("m", "c", NULL, NULL, 0, &err, e, sizeof(e));
+        sseg_kmeans_t *kh = sseg_kmeans_new(&o);
+        catch_up(half, kh, &l, 50);
+        sseg_modelsync_serialize(half, &sp);
+        sseg_kmeans_serialize(kh, &mp);
+        sseg_modelsync_destroy(half);
+        sseg_kmeans_destroy(kh);
+        half = sseg_modelsync_new("m", "c", NULL, sp.p, sp.len, &err, e, sizeof(e));
+        CHECK(half != NULL);
+        CHECK_INT_EQ(sseg_kmeans_deserialize(mp.p, mp.len, &o, &kh, e, sizeof(e)), SSEG_OK);
+        catch_up(half, kh, &l, l.n);
+        CHECK(same_bytes(kh, km[0]));
+        sseg_modelsync_destroy(half);
+        sseg_kmeans_destroy(kh);
+        sseg_buf_free(&sp);
+        sseg_buf_free(&mp);
+
+        for (int i = 0; i < l.n; i++)
+                sseg_buf_free(&l.rec[i]);
+        free(l.rec);
+        sseg_buf_free(&b);
+        for (int i = 0; i < 3; i++) {
+                sseg_kmeans_destroy(km[i]);
+                sseg_modelsync_destroy(ms[i]);
+        }
+}
+
+/* ---- the duplicate rule and the stored progress ------------------------------------------------ */
+
+static void record(sseg_buf_t *b, sseg_kmeans_t *km, const sseg_modelsync_range_t *r, int nr,
+                   int n) {
+        float X[300 * D];
+        rows(X, n, 0xf);
+        sseg_buf_reset(b);
+        sseg_modelsync_record_head(b, r, nr);
+        sseg_kmeans_contribute(km, X, n, NULL, NULL, b);
+}
+
+static void test_dedup(void) {
+        sseg_kmeans_opts_t o = opts();
+        sseg_kmeans_t *km = sseg_kmeans_new(&o);
+        sseg_err_t err;
+        char e[200];
+        sseg_modelsync_t *m = sseg_modelsync_new("m", "a", NULL, NULL, 0, &err, e, sizeof(e));
+        sseg_buf_t r1, r, before, after;
+        sseg_buf_init(&r1);
+        sseg_buf_init(&r);
+        sseg_buf_init(&before);
+        sseg_buf_init(&after);
+        sseg_modelsync_range_t g1[2] = {{0, 0, 100}, {1, 0, 50}};
+        record(&r1, km, g1, 2, 300);
+        CHECK_INT_EQ(sseg_modelsync_apply(m, km, 0, r1.p, r1.len), 1);
+        /* the same cycle delivered again (a crash before its WriteBatch): skipped */
+        sseg_kmeans_serialize(km, &before);
+        CHECK_INT_EQ(sseg_modelsync_apply(m, km, 1, r1.p, r1.len), 0);
+        sseg_kmeans_serialize(km, &after);
+        CHECK(before.len == after.len && !memcmp(before.p, after.p, before.len));
+        /* a replay with other cycle boundaries inside what was applied: skipped */
+        sseg_modelsync_range_t g2[2] = {{0, 0, 60}, {1, 50, 50}};
+        record(&r, km, g2, 2, 100);
+        CHECK_INT_EQ(sseg_modelsync_apply(m, km, 2, r.p, r.len), 0);
+        /* users woken without input (churn timers): applied */
+        sseg_modelsync_range_t g3[1] = {{0, 100, 100}};
+        record(&r, km, g3, 1, 50);
+        CHECK_INT_EQ(sseg_modelsync_apply(m, km, 3, r.p, r.len), 1);
+        /* a replay that goes past what was applied counts once more (documented) */
+        sseg_modelsync_range_t g4[1] = {{0, 80, 150}};
+        record(&r, km, g4, 1, 70);
+        CHECK_INT_EQ(sseg_modelsync_apply(m, km, 4, r.p, r.len), 1);
+        /* offsets already applied are ignored */
+        CHECK_INT_EQ(sseg_modelsync_apply(m, km, 4, r.p, r.len), 0);
+        /* another model's record, a damaged one, garbage: skipped, model unchanged */
+        sseg_kmeans_opts_t o3 = o;
+        o3.k = 3;
+        sseg_kmeans_t *k3 = sseg_kmeans_new(&o3);
+        sseg_modelsync_range_t g5[1] = {{1, 50, 90}};
+        record(&r, k3, g5, 1, 40);
+        sseg_buf_reset(&before);
+        sseg_kmeans_serialize(km, &before);
+        CHECK_INT_EQ(sseg_modelsync_apply(m, km, 5, r.p, r.len), 0);
+        record(&r, km, g5, 1, 40);
+        r.p[r.len / 2] ^= 0x40;
+        CHECK_INT_EQ(sseg_modelsync_apply(m, km, 6, r.p, r.len), 0);
+        CHECK_INT_EQ(sseg_modelsync_apply(m, km, 7, "hello", 5), 0);
+        sseg_buf_reset(&after);
+        sseg_kmeans_serialize(km, &after);
+        CHECK(before.len == after.len && !memcmp(before.p, after.p, before.len));
+        /* a gap in the log (deleted records) is counted */
+        record(&r, km, g5, 1, 40);
+        CHECK_INT_EQ(sseg_modelsync_apply(m, km, 10, r.p, r.len), 1);
+        sseg_modelsync_stats_t st;
+        sseg_modelsync_get_stats(m, &st);
+        CHECK_INT_EQ(st.applied, 4);
+        CHECK_INT_EQ(st.duplicates, 2);
+        CHECK_INT_EQ(st.foreign, 3);
+        CHECK_INT_EQ(st.lost, 2);
+        CHECK_INT_EQ(st.next_offset, 11);
+        CHECK_INT_EQ(sseg_kmeans_version(km), 4);
+
+        /* the stored progress round trip keeps the duplicate rule's memory */
+        sseg_buf_t sp;
+        sseg_buf_init(&sp);
+        sseg_modelsync_serialize(m, &sp);
+        sseg_modelsync_t *m2 = sseg_modelsync_new("m", "a", NULL, sp.p, sp.len, &err, e, sizeof(e));
+        CHECK(m2 != NULL);
+        sseg_modelsync_stats_t st2;
+        sseg_modelsync_get_stats(m2, &st2);
+        CHECK_INT_EQ(st2.applied, st.applied);
+        CHECK_INT_EQ(st2.next_offset, st.next_offset);
+        CHECK_INT_EQ(sseg_modelsync_apply(m2, km, 11, r1.p, r1.len), 0); /* still a duplicate */
+        sseg_buf_t sj;
+        sseg_buf_init(&sj);
+        CHECK_INT_EQ(sseg_modelsync_stored_json(sp.p, sp.len, &sj), SSEG_OK);
+        sseg_buf_putc(&sj, '\0');
+        CHECK(strstr(sj.p, "\"next_offset\":11,\"applied\":4,") != NULL);
+        CHECK(strstr(sj.p, "\"input_partitions\":2") != NULL);
+        /* damaged progress is refused at start */
+        sp.p[10] ^= 1;
+        CHECK(sseg_modelsync_new("m", "a", NULL, sp.p, sp.len, &err, e, sizeof(e)) == NULL);
+        CHECK_INT_EQ(err, SSEG_ERR_MODEL);
+
+        sseg_buf_free(&sj);
+        sseg_buf_free(&sp);
+        sseg_buf_free(&r1);
+        sseg_buf_free(&r);
+        sseg_buf_free(&before);
+        sseg_buf_free(&after);
+        sseg_kmeans_destroy(km);
+        sseg_kmeans_destroy(k3);
+        sseg_modelsync_destroy(m);
+        sseg_modelsync_destroy(m2);
+}
+
+int main(void) {
+        const char *seed = getenv("SSEG_TEST_SEED");
+        if (seed)
+                T_rng = strtoull(seed, NULL, 10);
+        test_equivalence();
+        test_replicas();
+        test_dedup();
+        return check_result();
+}

@@ -25,7 +25,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "churnsync.h"
 #include "log.h"
+#include "modelsync.h"
 #include "profile.h"
 #include "recenc.h"
 
@@ -641,6 +643,11 @@ typedef struct {
          * fired (its key deleted), so the sweep never walks their tombstones again. 0 after a
          * start or an assignment; lowered when a timer is set below it (wall clock set back). */
         int64_t *swept;
+        /* model.topic: the group's churn parameters (churnsync.h); NULL: fitted locally */
+        sseg_modelsync_t *sync;
+        sseg_churnsync_t *tab;
+        int out_model;
+        uint64_t fits_published;
 } stage_t;
 
 #define LEVELS_KEY     "mchurnlvl" /* + BE32 partition -> u64 nlevels, i64 counts[nlevels + 1] */
@@ -765,6 +772,35 @@ static sseg_err_t refit_apply(stage_t *s, char *errstr, size_t errstr_size) {
         }
         sseg_churn_model_t m;
         refit_merge(rf, &s->model, &m);
+        if (s->sync) {
+                /* The group's parameters change only through the log (stage_cycle). */
+                uint32_t ok = (rf->ok[0] ? SSEG_CHURNSYNC_PURCHASE : 0) |
+                              (rf->ok[1] ? SSEG_CHURNSYNC_ENGAGEMENT : 0) |
+                              (rf->ok[2] ? SSEG_CHURNSYNC_SPEND : 0);
+                char name[512], id[600];
+                sseg_pipeline_instance_name(s->p, name, sizeof(name));
+                sseg_buf_reset(&s->buf);
+                sseg_modelsync_record_head(&s->buf, NULL, 0);
+                sseg_churnsync_encode(name, ok, &m, &s->buf);
+                snprintf(id, sizeof(id), "%s:fit:%lld", name, (long long)wall_ms());
+                sseg_err_t err = sseg_pipeline_emit_to(s->p, s->out_model, SSEG_MODELSYNC_PART_CHURN,
+                                                       name, strlen(name), s->buf.p, s->buf.len, id);
+                if (err) {
+                        errf(errstr, errstr_size, "publishing the churn fit: %s", sseg_err2str(err));
+                        sseg_buf_free(&rf->wake);
+                        return err;
+                }
+                sseg_modelsync_published(s->sync);
+                s->fits_published++;
+                s->refits_ok++;
+                sseg_info("churn fit published on %s (%llu users scanned): purchase r=%.4g "
+                          "alpha=%.4g a=%.4g b=%.4g n=%llu%s",
+                          sseg_modelsync_topic(s->sync), (unsigned long long)rf->scanned,
+                          m.purchase.params.r, m.purchase.params.alpha, m.purchase.params.a,
+                          m.purchase.params.b, (unsigned long long)m.purchase.info.n_users,
+                          rf->ok[0] ? "" : " (not fitted)");
+                return SSEG_OK;
+        }
         sseg_buf_reset(&s->buf);
         sseg_churn_model_serialize(&m, &s->buf);
         char msg[256];
@@ -878,6 +914,22 @@ sseg_err_t sseg_churnstage_refit_now(sseg_state_t *st, const sseg_conf_t *conf,
         return err;
 }
 
+/* The group's parameters, their source table and the log's progress, in the cycle's batch:
+ * a crash replays the cycle from the previous ones and re-applies the same records. */
+static void put_sync(stage_t *s) {
+        sseg_buf_reset(&s->buf);
+        sseg_churn_model_serialize(&s->model, &s->buf);
+        sseg_state_batch_put(s->st, SSEG_CHURN_MODEL_KEY, MODEL_KEY_LEN, s->buf.p, s->buf.len);
+        sseg_buf_reset(&s->buf);
+        sseg_churnsync_serialize(s->tab, &s->buf);
+        sseg_state_batch_put(s->st, SSEG_CHURN_SOURCES_KEY, sizeof(SSEG_CHURN_SOURCES_KEY) - 1,
+                             s->buf.p, s->buf.len);
+        sseg_buf_reset(&s->buf);
+        sseg_modelsync_serialize(s->sync, &s->buf);
+        sseg_state_batch_put(s->st, SSEG_CHURN_SYNC_KEY, sizeof(SSEG_CHURN_SYNC_KEY) - 1, s->buf.p,
+                             s->buf.len);
+}
+
 static sseg_err_t stage_cycle(void *opaque, sseg_pipeline_t *p, sseg_entry_t **users, size_t n,
                               int64_t now_ms, char *errstr, size_t errstr_size) {
         stage_t *s = opaque;
@@ -885,6 +937,8 @@ static sseg_err_t stage_cycle(void *opaque, sseg_pipeline_t *p, sseg_entry_t **u
         if (s->rf->running && __atomic_load_n(&s->rf->done, __ATOMIC_ACQUIRE))
                 if ((err = refit_apply(s, errstr, errstr_size)))
                         return err;
+        if (s->sync && sseg_modelsync_poll(s->sync))
+                put_sync(s); /* before scoring: this cycle scores with the applied parameters */
 
         /* The sweep, in time order per partition. Fired users are loaded after the scans. */
         size_t n0, n1;
@@ -1088,6 +1142,18 @@ static void stage_destroy(void *opaque) {
                   (unsigned long long)s->timers_fired, (unsigned long long)s->timers_stale,
                   (unsigned long long)s->timers_woken, (unsigned long long)s->refits_ok,
                   (unsigned long long)s->refits_failed);
+        if (s->sync) {
+                sseg_modelsync_stats_t ms;
+                sseg_modelsync_get_stats(s->sync, &ms);
+                sseg_info("churn: model.topic %s [%d]: %llu fits applied (%d sources), %llu "
+                          "foreign skipped, %llu published; model v%u",
+                          sseg_modelsync_topic(s->sync), SSEG_MODELSYNC_PART_CHURN,
+                          (unsigned long long)ms.applied, s->tab ? s->tab->n : 0,
+                          (unsigned long long)ms.foreign, (unsigned long long)s->fits_published,
+                          s->model.version);
+        }
+        sseg_modelsync_destroy(s->sync);
+        free(s->tab);
         sseg_buf_free(&s->buf);
         free(s->fired);
         free(s->lvl);
@@ -1122,6 +1188,86 @@ static sseg_err_t load_model(sseg_state_t *st, const sseg_conf_t *conf, sseg_chu
         }
         *stored = 1;
         return SSEG_OK;
+}
+
+static sseg_err_t apply_fit(void *opaque, const void *p, size_t n, char *errstr,
+                            size_t errstr_size) {
+        stage_t *s = opaque;
+        return sseg_churnsync_apply(s->tab, &s->model, p, n, errstr, errstr_size);
+}
+
+/* Reads a stored 'm' key; *v NULL (and SSEG_OK) when absent. */
+static sseg_err_t read_opt(sseg_state_t *st, const char *k, char **v, size_t *vl, char *errstr,
+                           size_t errstr_size) {
+        char e[256];
+        *v = NULL;
+        sseg_err_t err = sseg_state_read(st, k, strlen(k), v, vl, e, sizeof(e));
+        if (err == SSEG_ERR_NOENT)
+                return SSEG_OK;
+        if (err)
+                errf(errstr, errstr_size, "reading %s: %s", k,
+                     err == SSEG_ERR_NOMEM ? "out of memory" : e);
+        return err;
+}
+
+/* model.topic: the group's churn parameters from partition SSEG_MODELSYNC_PART_CHURN. A
+ * stored model fitted locally (no stored progress of the log) is not the group's: the prior
+ * serves (version kept) until the log's fits are applied. Offline pipelines fit locally. */
+static sseg_err_t sync_open(stage_t *s, int stored, char *errstr, size_t errstr_size) {
+        const sseg_conf_t *conf = s->conf;
+        if (!*conf->model_topic || sseg_pipeline_offline(s->p))
+                return SSEG_OK;
+        char *prog = NULL, *tab = NULL;
+        size_t pl = 0, tl = 0;
+        sseg_err_t err = read_opt(s->st, SSEG_CHURN_SYNC_KEY, &prog, &pl, errstr, errstr_size);
+        if (!err)
+                err = read_opt(s->st, SSEG_CHURN_SOURCES_KEY, &tab, &tl, errstr, errstr_size);
+        if (!err && !(s->tab = malloc(sizeof(*s->tab)))) {
+                errf(errstr, errstr_size, "out of memory");
+                err = SSEG_ERR_NOMEM;
+        }
+        if (err)
+                goto out;
+        sseg_churnsync_init(s->tab, 3 * conf->churn_refit_interval_ms);
+        if (!prog || !tab || sseg_churnsync_deserialize(s->tab, tab, tl)) {
+                if (prog || tab)
+                        sseg_warn("churn: the stored progress of model.topic is incomplete or "
+                                  "damaged: the group's fits are read again from the log's start");
+                else if (stored)
+                        sseg_warn("churn: the stored model was fitted locally, not from model.topic "
+                                  "%s: the prior serves until the group's fits are applied",
+                                  conf->model_topic);
+                uint32_t ver = s->model.version;
+                sseg_churnstage_prior(&s->model, conf);
+                s->model.version = ver;
+                sseg_churnsync_init(s->tab, 3 * conf->churn_refit_interval_ms);
+                free(prog);
+                prog = NULL;
+                pl = 0;
+        }
+        rd_kafka_conf_t *kc = sseg_pipeline_consumer_conf(s->p, "churnmodel", errstr, errstr_size);
+        if (!kc) {
+                err = SSEG_ERR_INVAL;
+                goto out;
+        }
+        char name[512];
+        sseg_pipeline_instance_name(s->p, name, sizeof(name));
+        s->sync = sseg_modelsync_new(conf->model_topic, SSEG_MODELSYNC_PART_CHURN, name, kc, prog,
+                                     pl, apply_fit, s, &err, errstr, errstr_size);
+        if (!s->sync)
+                goto out;
+        if ((s->out_model = sseg_pipeline_add_output(s->p, conf->model_topic)) < 0) {
+                errf(errstr, errstr_size, "model.topic %s: cannot add the output",
+                     conf->model_topic);
+                err = SSEG_ERR_KAFKA;
+                goto out;
+        }
+        sseg_info("churn: parameters shared through model.topic %s [%d] (%d sources applied)",
+                  conf->model_topic, SSEG_MODELSYNC_PART_CHURN, s->tab->n);
+out:
+        free(prog);
+        free(tab);
+        return err;
 }
 
 sseg_err_t sseg_churnstage_add(sseg_pipeline_t *p, char *errstr, size_t errstr_size) {
@@ -1194,6 +1340,10 @@ sseg_err_t sseg_churnstage_add(sseg_pipeline_t *p, char *errstr, size_t errstr_s
         if (s->model.spend.info.fit_ts_ms > last_fit)
                 last_fit = s->model.spend.info.fit_ts_ms;
         s->next_refit_ms = (last_fit > 0 ? last_fit : wall_ms()) + s->refit_interval_ms;
+        if ((err = sync_open(s, stored, errstr, errstr_size))) {
+                stage_destroy(s);
+                return err;
+        }
         s->out = sseg_pipeline_add_output(p, conf->output_churn_alerts_topic);
         if (s->out < 0) {
                 errf(errstr, errstr_size, "output.churn.alerts.topic %s: cannot add the output",
@@ -1226,5 +1376,36 @@ sseg_err_t sseg_churnstage_model_json(sseg_state_t *st, const sseg_conf_t *conf,
         if (err)
                 return err;
         sseg_churn_model_json(&m, out);
+        /* model.topic: the log's progress and the group's fits the parameters combine */
+        char *prog = NULL, *tab = NULL;
+        size_t pl = 0, tl = 0;
+        if ((err = read_opt(st, SSEG_CHURN_SYNC_KEY, &prog, &pl, errstr, errstr_size)) ||
+            (err = read_opt(st, SSEG_CHURN_SOURCES_KEY, &tab, &tl, errstr, errstr_size))) {
+                free(prog);
+                return err;
+        }
+        sseg_churnsync_t *t = tab ? malloc(sizeof(*t)) : NULL;
+        if (prog && t) {
+                sseg_churnsync_init(t, 0);
+                out->len--; /* reopen the object */
+                sseg_buf_printf(out, ",\"model_sync\":{");
+                if (sseg_modelsync_stored_json(prog, pl, out))
+                        sseg_buf_printf(out, "\"damaged\":true");
+                sseg_buf_printf(out, "},\"sources\":[");
+                if (!sseg_churnsync_deserialize(t, tab, tl))
+                        for (int i = 0; i < t->n; i++) {
+                                if (i)
+                                        sseg_buf_putc(out, ',');
+                                sseg_buf_printf(out, "{\"name\":");
+                                sseg_buf_json_str(out, t->src[i].name, strlen(t->src[i].name));
+                                sseg_buf_printf(out, ",\"fitted\":%u,\"fit\":", t->src[i].okmask);
+                                sseg_churn_model_json(&t->src[i].fit, out);
+                                sseg_buf_putc(out, '}');
+                        }
+                sseg_buf_printf(out, "]}");
+        }
+        free(t);
+        free(prog);
+        free(tab);
         return SSEG_OK;
 }

@@ -141,11 +141,12 @@ static const prop_t props[] = {
      "Standardised features are clipped to [-zclip, zclip] (heavy tails); 0 disables, else "
      ">= 1.",
      0, 1000},
-    {"segments.model.topic", T_STR, "", 0, 0, NULL, OFF(segments_model_topic),
-     "Topic (partition 0 is used) through which instances of one group share one K-means "
-     "model: each publishes its batch statistics and every instance applies all of them in "
-     "the topic's order (docs/scaling.md); empty = each instance learns its own model. Set it "
-     "(e.g. streamseg.model) when running several instances."},
+    {"model.topic", T_STR, "", 0, 0, NULL, OFF(model_topic),
+     "Topic through which the instances of one group share one model (docs/scaling.md): "
+     "partition 0 carries every instance's K-means batch statistics, partition 1 their churn "
+     "fits; every instance applies both logs in order. Needs at least 2 partitions. Empty = "
+     "each instance learns its own models. Set it (e.g. streamseg.model) when running several "
+     "instances."},
     {"output.segment.changes.topic", T_STR, "streamseg.segment-changes", 0, 0, NULL,
      OFF(output_segment_changes_topic),
      "Topic receiving one record per real segment move (schemas/segment_change.avsc)."},

@@ -63,7 +63,7 @@ typedef struct {
         int64_t segments_reservoir_size;
         double segments_reassign_ratio;
         double segments_zclip;
-        char *segments_model_topic; /* "" = a model per instance (modelsync.h) */
+        char *model_topic; /* "" = a model per instance (modelsync.h) */
         char *output_segment_changes_topic;
         char *output_segment_stats_topic;
         /* churn (churn.c, fit.c, churnstage.c) */

@@ -88,12 +88,12 @@ static const family_t families[] = {
     {"streamseg_segment_stats_records_total", "counter", "",
      "Segment statistics records emitted since start."},
     {"streamseg_model_sync_records_total", "counter", "result",
-     "Records of segments.model.topic read, by result: applied, duplicate (a replayed cycle's), "
+     "Records of model.topic read, by result: applied, duplicate (a replayed cycle's), "
      "foreign (another model's or damaged)."},
     {"streamseg_model_sync_published_total", "counter", "",
-     "Batch-statistics records this instance published on segments.model.topic."},
+     "Batch-statistics records this instance published on model.topic."},
     {"streamseg_model_sync_lag", "gauge", "",
-     "Records of segments.model.topic not applied yet by this instance (its model's lag behind "
+     "Records of model.topic not applied yet by this instance (its model's lag behind "
      "the shared log)."},
     /* churn (churnstage.c) */
     {"streamseg_churn_users", "gauge", "level",

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kmeans.h" /* sseg_crc32c */
 #include "log.h"
 
 #define MAX_PARTS    4096 /* input partitions (pipeline.c MAX_PARTITIONS) */
@@ -21,6 +22,9 @@
 
 struct sseg_modelsync_s {
         char *topic, *name;
+        int32_t part;
+        sseg_modelsync_apply_fn *apply;
+        void *opaque;
         rd_kafka_t *rk;
         rd_kafka_queue_t *q;
         int assigned;
@@ -134,8 +138,9 @@ void sseg_modelsync_destroy(sseg_modelsync_t *m) {
         free(m);
 }
 
-sseg_modelsync_t *sseg_modelsync_new(const char *topic, const char *name, rd_kafka_conf_t *kc,
-                                     const void *stored, size_t stored_len, sseg_err_t *errp,
+sseg_modelsync_t *sseg_modelsync_new(const char *topic, int32_t part, const char *name,
+                                     rd_kafka_conf_t *kc, const void *stored, size_t stored_len,
+                                     sseg_modelsync_apply_fn *apply, void *opaque, sseg_err_t *errp,
                                      char *errstr, size_t errstr_size) {
         sseg_modelsync_t *m = calloc(1, sizeof(*m));
         if (m) {
@@ -154,6 +159,9 @@ sseg_modelsync_t *sseg_modelsync_new(const char *topic, const char *name, rd_kaf
         for (int i = 0; i < MAX_PARTS; i++)
                 m->applied_to[i] = -1;
         m->st.end_offset = -1;
+        m->part = part;
+        m->apply = apply;
+        m->opaque = opaque;
         if (stored && parse_stored(stored, stored_len, &m->st, m->applied_to, NULL)) {
                 if (kc)
                         rd_kafka_conf_destroy(kc);
@@ -170,7 +178,7 @@ sseg_modelsync_t *sseg_modelsync_new(const char *topic, const char *name, rd_kaf
                 rd_kafka_conf_destroy(kc);
                 sseg_modelsync_destroy(m);
                 *errp = SSEG_ERR_KAFKA;
-                snprintf(errstr, errstr_size, "segments.model.topic %s: cannot create its consumer: %s",
+                snprintf(errstr, errstr_size, "model.topic %s: cannot create its consumer: %s",
                          topic, kerr);
                 return NULL;
         }
@@ -186,27 +194,28 @@ static void try_assign(sseg_modelsync_t *m) {
         const struct rd_kafka_metadata *md = NULL;
         rd_kafka_resp_err_t err =
             t ? rd_kafka_metadata(m->rk, 0, t, &md, 2000) : RD_KAFKA_RESP_ERR__INVALID_ARG;
-        if (!err && (md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt < 1))
+        if (!err && (md->topic_cnt != 1 || md->topics[0].err ||
+                     md->topics[0].partition_cnt <= m->part))
                 err = md->topic_cnt == 1 && md->topics[0].err ? md->topics[0].err
-                                                               : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+                                                               : RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
         if (err) {
                 if (!m->warned++)
-                        sseg_info("segments.model.topic %s: not available yet (%s); retrying every "
-                                  "%d s",
-                                  m->topic, rd_kafka_err2str(err), RETRY_MS / 1000);
+                        sseg_warn("model.topic %s [%d]: not available yet (%s; the topic "
+                                  "needs partitions 0 and 1); retrying every %d s",
+                                  m->topic, m->part, rd_kafka_err2str(err), RETRY_MS / 1000);
         } else {
                 rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-                rd_kafka_topic_partition_list_add(l, m->topic, SSEG_MODELSYNC_PART)->offset =
+                rd_kafka_topic_partition_list_add(l, m->topic, m->part)->offset =
                     m->st.next_offset > 0 ? m->st.next_offset : RD_KAFKA_OFFSET_BEGINNING;
                 err = rd_kafka_assign(m->rk, l);
                 rd_kafka_topic_partition_list_destroy(l);
                 if (!err) {
                         m->assigned = 1;
-                        sseg_info("segments.model.topic %s: applying the shared model's log from "
-                                  "offset %lld",
-                                  m->topic, (long long)m->st.next_offset);
+                        sseg_info("model.topic %s [%d]: applying the shared model's log "
+                                  "from offset %lld",
+                                  m->topic, m->part, (long long)m->st.next_offset);
                 } else {
-                        sseg_warn("segments.model.topic %s: assign failed: %s", m->topic,
+                        sseg_warn("model.topic %s: assign failed: %s", m->topic,
                                   rd_kafka_err2str(err));
                 }
         }
@@ -229,16 +238,15 @@ void sseg_modelsync_record_head(sseg_buf_t *out, const sseg_modelsync_range_t *r
         }
 }
 
-int sseg_modelsync_apply(sseg_modelsync_t *m, sseg_kmeans_t *km, int64_t offset, const void *v,
-                         size_t n) {
+int sseg_modelsync_apply(sseg_modelsync_t *m, int64_t offset, const void *v, size_t n) {
         if (offset < m->st.next_offset)
                 return 0;
         if (offset > m->st.next_offset) {
                 m->st.lost += (uint64_t)(offset - m->st.next_offset);
-                sseg_warn("segments.model.topic %s: offsets %lld..%lld are gone from the log "
+                sseg_warn("model.topic %s [%d]: offsets %lld..%lld are gone from the log "
                           "(retention?): this instance's model now differs from those that "
                           "applied them",
-                          m->topic, (long long)m->st.next_offset, (long long)offset - 1);
+                          m->topic, m->part, (long long)m->st.next_offset, (long long)offset - 1);
         }
         m->st.next_offset = offset + 1;
         const unsigned char *b = v;
@@ -246,7 +254,7 @@ int sseg_modelsync_apply(sseg_modelsync_t *m, sseg_kmeans_t *km, int64_t offset,
         if (n < 12 || memcmp(b, HEAD_MAGIC, 4) || get_le(b + 4, 4) != HEAD_VER ||
             nr > MAX_PARTS || n < 12 + (size_t)nr * 20) {
                 m->st.foreign++;
-                sseg_warn("segments.model.topic %s offset %lld: not a model record: skipped",
+                sseg_warn("model.topic %s offset %lld: not a model record: skipped",
                           m->topic, (long long)offset);
                 return 0;
         }
@@ -258,7 +266,7 @@ int sseg_modelsync_apply(sseg_modelsync_t *m, sseg_kmeans_t *km, int64_t offset,
                 int64_t to = (int64_t)get_le(r + i * 20 + 12, 8);
                 if (part >= MAX_PARTS || from > to) {
                         m->st.foreign++;
-                        sseg_warn("segments.model.topic %s offset %lld: bad input range: skipped",
+                        sseg_warn("model.topic %s offset %lld: bad input range: skipped",
                                   m->topic, (long long)offset);
                         return 0;
                 }
@@ -274,11 +282,11 @@ int sseg_modelsync_apply(sseg_modelsync_t *m, sseg_kmeans_t *km, int64_t offset,
         }
         char e[300];
         size_t head = 12 + (size_t)nr * 20;
-        sseg_err_t err = sseg_kmeans_apply_stats(km, b + head, n - head, e, sizeof(e));
+        sseg_err_t err = m->apply(m->opaque, b + head, n - head, e, sizeof(e));
         if (err) {
                 m->st.foreign++;
                 if (m->st.foreign <= 10)
-                        sseg_warn("segments.model.topic %s offset %lld: %s: skipped", m->topic,
+                        sseg_warn("model.topic %s offset %lld: %s: skipped", m->topic,
                                   (long long)offset, e);
                 return 0;
         }
@@ -292,7 +300,7 @@ int sseg_modelsync_apply(sseg_modelsync_t *m, sseg_kmeans_t *km, int64_t offset,
         return 1;
 }
 
-int sseg_modelsync_poll(sseg_modelsync_t *m, sseg_kmeans_t *km) {
+int sseg_modelsync_poll(sseg_modelsync_t *m) {
         if (!m->rk)
                 return 0;
         if (!m->assigned) {
@@ -307,10 +315,9 @@ int sseg_modelsync_poll(sseg_modelsync_t *m, sseg_kmeans_t *km) {
                 for (ssize_t i = 0; i < n; i++) {
                         rd_kafka_message_t *msg = m->msgs[i];
                         if (msg->err) {
-                                sseg_warn("segments.model.topic: %s", rd_kafka_message_errstr(msg));
-                        } else if (msg->partition == SSEG_MODELSYNC_PART &&
-                                   msg->offset >= m->st.next_offset) {
-                                sseg_modelsync_apply(m, km, msg->offset, msg->payload, msg->len);
+                                sseg_warn("model.topic: %s", rd_kafka_message_errstr(msg));
+                        } else if (msg->partition == m->part && msg->offset >= m->st.next_offset) {
+                                sseg_modelsync_apply(m, msg->offset, msg->payload, msg->len);
                                 total++;
                         }
                         rd_kafka_message_destroy(msg);
@@ -319,7 +326,7 @@ int sseg_modelsync_poll(sseg_modelsync_t *m, sseg_kmeans_t *km) {
                         break;
         }
         int64_t lo, hi;
-        if (!rd_kafka_get_watermark_offsets(m->rk, m->topic, SSEG_MODELSYNC_PART, &lo, &hi))
+        if (!rd_kafka_get_watermark_offsets(m->rk, m->topic, m->part, &lo, &hi))
                 m->st.end_offset = hi;
         return total;
 }
@@ -338,4 +345,8 @@ const char *sseg_modelsync_topic(const sseg_modelsync_t *m) {
 
 const char *sseg_modelsync_name(const sseg_modelsync_t *m) {
         return m->name;
+}
+
+int32_t sseg_modelsync_partition(const sseg_modelsync_t *m) {
+        return m->part;
 }

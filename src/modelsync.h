@@ -1,14 +1,18 @@
 /*
- * modelsync: one segmentation model for every instance of a group, through the model topic
- * (segments.model.topic, its partition 0; DESIGN.md §Scaling out, docs/scaling.md).
+ * modelsync: one model for every instance of a group, through the model topic
+ * (model.topic; DESIGN.md §Scaling out, docs/scaling.md). One partition of the topic
+ * per model: SSEG_MODELSYNC_PART_KMEANS for segmentation (segstage.c), SSEG_MODELSYNC_PART_CHURN
+ * for the churn parameters (churnstage.c).
  *
- * The model is a replicated state machine over the topic's log. Each instance publishes, per
- * commit cycle, one record of its batch statistics (sseg_kmeans_contribute(): the batch's
- * moments, per-centre counts and sums, a small sample of rows) and applies every record of the
- * topic, its own included, in log order (sseg_kmeans_apply_stats()). Applying is a pure
- * function of the model and the record, so two instances that applied the log up to the same
- * offset hold byte-identical models, and an instance's lag behind the log's end bounds how far
- * its model can be from any other's.
+ * A model is a replicated state machine over its partition's log. Each instance publishes
+ * records (the K-means batch statistics of each cycle, sseg_kmeans_contribute(); its churn
+ * fits) and applies every record of the partition, its own included, in log order, through
+ * the owner's apply callback. Applying is a pure function of the model and the record, so two
+ * instances that applied the log up to the same offset hold identical models, and an
+ * instance's lag behind the log's end bounds how far its model can be from any other's.
+ *
+ * This module owns the log reader, the record head, the duplicate rule and the stored
+ * progress; not what a record means (kmeans.c, churnstage.c).
  *
  * Record value: "SSMS", u32 format 1, u32 n, n x (u32 input partition, i64 from, i64 to): the
  * input offsets [from, to) the producing cycle consumed on each of its partitions; then the
@@ -30,11 +34,12 @@
 #include <stdint.h>
 
 #include "buf.h"
-#include "kmeans.h"
 #include "streamseg/streamseg.h"
 
-#define SSEG_SEG_SYNC_KEY   "msegsync"
-#define SSEG_MODELSYNC_PART 0 /* the partition of the model topic that carries the log */
+#define SSEG_SEG_SYNC_KEY          "msegsync"   /* segmentation's progress */
+#define SSEG_CHURN_SYNC_KEY        "mchurnsync" /* churn's progress (+ its source table) */
+#define SSEG_MODELSYNC_PART_KMEANS 0
+#define SSEG_MODELSYNC_PART_CHURN  1
 
 typedef struct sseg_modelsync_s sseg_modelsync_t;
 
@@ -53,27 +58,32 @@ typedef struct {
         uint64_t published;  /* records this instance published since start */
 } sseg_modelsync_stats_t;
 
-/* A sync object reading topic through a consumer made from kc (taken over; NULL: no consumer,
- * records are fed with sseg_modelsync_apply(), e.g. in tests). name: the instance, the key of
- * what it publishes. Stored bytes from SSEG_SEG_SYNC_KEY (NULL: start at the topic's
- * beginning). Errors name the topic. */
-sseg_modelsync_t *sseg_modelsync_new(const char *topic, const char *name, rd_kafka_conf_t *kc,
-                                     const void *stored, size_t stored_len, sseg_err_t *errp,
+/* Applies a record's payload (after the head) to the owner's model. SSEG_ERR_MODEL (or any
+ * error) = the record is another model's or damaged: skipped as foreign, the model unchanged. */
+typedef sseg_err_t(sseg_modelsync_apply_fn)(void *opaque, const void *p, size_t n, char *errstr,
+                                            size_t errstr_size);
+
+/* A sync object reading partition part of topic through a consumer made from kc (taken over;
+ * NULL: no consumer, records are fed with sseg_modelsync_apply(), e.g. in tests). name: the
+ * instance, the key of what it publishes. stored: bytes of sseg_modelsync_serialize() (NULL:
+ * start at the partition's beginning). Errors name the topic. */
+sseg_modelsync_t *sseg_modelsync_new(const char *topic, int32_t part, const char *name,
+                                     rd_kafka_conf_t *kc, const void *stored, size_t stored_len,
+                                     sseg_modelsync_apply_fn *apply, void *opaque, sseg_err_t *errp,
                                      char *errstr, size_t errstr_size);
 void sseg_modelsync_destroy(sseg_modelsync_t *m);
 
-/* Applies the record value v of log offset offset to km, or skips it (duplicate, foreign,
- * damaged: counted, with a warning for the last two). Offsets below the next one are ignored
- * (returns 0). Returns 1 if km changed. */
-int sseg_modelsync_apply(sseg_modelsync_t *m, sseg_kmeans_t *km, int64_t offset, const void *v,
-                         size_t n);
+/* Applies the record value v of log offset offset through the callback, or skips it
+ * (duplicate, foreign, damaged: counted, with a warning for the last two). Offsets below the
+ * next one are ignored (returns 0). Returns 1 if the model changed. */
+int sseg_modelsync_apply(sseg_modelsync_t *m, int64_t offset, const void *v, size_t n);
 
 /* Takes what the consumer has fetched (never blocks) and applies it in order. Returns the
  * number of records read (applied or skipped): non-zero means the stored form changed. */
-int sseg_modelsync_poll(sseg_modelsync_t *m, sseg_kmeans_t *km);
+int sseg_modelsync_poll(sseg_modelsync_t *m);
 
-/* Appends the head of a record (magic, format, the ranges); the caller appends the statistics
- * (sseg_kmeans_contribute()). */
+/* Appends the head of a record (magic, format, the ranges; n may be 0 for records that are no
+ * function of the input, which are never duplicates); the caller appends the payload. */
 void sseg_modelsync_record_head(sseg_buf_t *out, const sseg_modelsync_range_t *r, int n);
 
 /* Counts a record this instance published. */
@@ -85,6 +95,7 @@ void sseg_modelsync_serialize(const sseg_modelsync_t *m, sseg_buf_t *out);
 void sseg_modelsync_get_stats(const sseg_modelsync_t *m, sseg_modelsync_stats_t *s);
 const char *sseg_modelsync_topic(const sseg_modelsync_t *m);
 const char *sseg_modelsync_name(const sseg_modelsync_t *m);
+int32_t sseg_modelsync_partition(const sseg_modelsync_t *m);
 
 /* The stored form as JSON members (no braces) for `inspect --model`: next_offset, applied, ... */
 sseg_err_t sseg_modelsync_stored_json(const void *p, size_t n, sseg_buf_t *out);

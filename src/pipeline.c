@@ -1237,6 +1237,9 @@ const sseg_conf_t *sseg_pipeline_conf(const sseg_pipeline_t *p) {
 }
 
 int sseg_pipeline_add_output(sseg_pipeline_t *p, const char *topic) {
+        for (int i = 2; i < p->ntopics; i++) /* one handle per topic (e.g. model.topic) */
+                if (p->topic_names[i] && !strcmp(p->topic_names[i], topic))
+                        return i;
         if (p->ntopics == SSEG_OUTPUT_MAX)
                 return -1;
         rd_kafka_topic_t *t = NULL;
@@ -1299,6 +1302,13 @@ rd_kafka_conf_t *sseg_pipeline_consumer_conf(sseg_pipeline_t *p, const char *gro
 
 int sseg_pipeline_offline(const sseg_pipeline_t *p) {
         return p->offline;
+}
+
+void sseg_pipeline_instance_name(const sseg_pipeline_t *p, char *out, size_t size) {
+        const char *group = sseg_conf_kafka_get(p->conf, "group.id");
+        char host[128] = "";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(out, size, "%s@%s:%s", group ? group : "", host, p->conf->state_dir);
 }
 
 const char *sseg_pipeline_output_topic(const sseg_pipeline_t *p, int out) {

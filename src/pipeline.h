@@ -22,7 +22,7 @@
 typedef struct sseg_pipeline_s sseg_pipeline_t;
 
 /* Output streams: the two built in, and those a stage registers. */
-enum { SSEG_OUTPUT_PROFILES = 0, SSEG_OUTPUT_DLQ = 1, SSEG_OUTPUT_MAX = 8 };
+enum { SSEG_OUTPUT_PROFILES = 0, SSEG_OUTPUT_DLQ = 1, SSEG_OUTPUT_MAX = 12 };
 
 #define SSEG_CYCLE_BUCKETS 14
 extern const double sseg_cycle_buckets[SSEG_CYCLE_BUCKETS];
@@ -119,7 +119,7 @@ sseg_state_t *sseg_pipeline_state(sseg_pipeline_t *p);
 const sseg_conf_t *sseg_pipeline_conf(const sseg_pipeline_t *p);
 
 /* Registers an output topic; returns its handle for sseg_pipeline_emit(), or -1 (too many,
- * or the producer refused the topic). */
+ * or the producer refused the topic). A topic registered before gets its handle again. */
 int sseg_pipeline_add_output(sseg_pipeline_t *p, const char *topic);
 
 /* The topic of an output handle; NULL for an unknown handle. */
@@ -147,6 +147,9 @@ rd_kafka_conf_t *sseg_pipeline_consumer_conf(sseg_pipeline_t *p, const char *gro
 
 /* 1 for a pipeline made by sseg_pipeline_new_offline(). */
 int sseg_pipeline_offline(const sseg_pipeline_t *p);
+
+/* The instance's name, "<group.id>@<host>:<state.dir>" (stable across restarts). */
+void sseg_pipeline_instance_name(const sseg_pipeline_t *p, char *out, size_t size);
 
 /* The event-time watermark of a partition (ms; 0 if none yet). */
 int64_t sseg_pipeline_watermark(const sseg_pipeline_t *p, int32_t partition);

@@ -26,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -349,7 +348,7 @@ typedef struct {
         char desc[SSEG_KMEANS_MAX_K][DESC_MAX]; /* descriptions of the cycle's entered segments */
         /* totals for the log */
         uint64_t changes, first_assignments, stats_records;
-        /* segments.model.topic: one model for the group (modelsync.h); NULL: a local model */
+        /* model.topic: one model for the group (modelsync.h); NULL: a local model */
         sseg_modelsync_t *sync;
         int out_model;
         sseg_buf_t mbuf;
@@ -431,7 +430,7 @@ static sseg_err_t contribute(stage_t *s, size_t n, char *errstr, size_t errstr_s
                 const char *name = sseg_modelsync_name(s->sync);
                 char id[600];
                 snprintf(id, sizeof(id), "%s:%u:%zu", name, published_version(s), off);
-                if ((err = sseg_pipeline_emit_to(s->p, s->out_model, SSEG_MODELSYNC_PART, name,
+                if ((err = sseg_pipeline_emit_to(s->p, s->out_model, SSEG_MODELSYNC_PART_KMEANS, name,
                                                  strlen(name), s->mbuf.p, s->mbuf.len, id))) {
                         errf(errstr, errstr_size, "publishing batch statistics: %s",
                              sseg_err2str(err));
@@ -594,7 +593,7 @@ static sseg_err_t stage_cycle(void *opaque, sseg_pipeline_t *p, sseg_entry_t **u
         stage_t *s = opaque;
         (void)p;
         sseg_err_t err;
-        int applied = s->sync ? sseg_modelsync_poll(s->sync, s->km) : 0;
+        int applied = s->sync ? sseg_modelsync_poll(s->sync) : 0;
         if (n && (err = observe(s, users, n, now_ms, errstr, errstr_size)))
                 return err;
         if (n || applied) {
@@ -625,7 +624,7 @@ static void stage_destroy(void *opaque) {
         if (s->sync) {
                 sseg_modelsync_stats_t ms;
                 sseg_modelsync_get_stats(s->sync, &ms);
-                sseg_info("segments.model.topic %s: %llu records applied, %llu duplicates and "
+                sseg_info("model.topic %s: %llu records applied, %llu duplicates and "
                           "%llu foreign skipped, %llu published; next offset %lld",
                           sseg_modelsync_topic(s->sync), (unsigned long long)ms.applied,
                           (unsigned long long)ms.duplicates, (unsigned long long)ms.foreign,
@@ -820,13 +819,19 @@ static void stage_erased(void *opaque, sseg_entry_t *e) {
         }
 }
 
-/* segments.model.topic: the shared model's log (modelsync.h). A stored model that was not
+static sseg_err_t apply_kmeans(void *opaque, const void *p, size_t n, char *errstr,
+                               size_t errstr_size) {
+        stage_t *s = opaque;
+        return sseg_kmeans_apply_stats(s->km, p, n, errstr, errstr_size);
+}
+
+/* model.topic: the shared model's log (modelsync.h). A stored model that was not
  * learnt from the log (no stored progress: it was a local model) is not a replica of the
  * shared one: a new model starts, at an epoch past every version published so far, and replays
  * the log from its beginning. Offline pipelines (benchmarks) keep a local model. */
 static sseg_err_t sync_open(stage_t *s, int stored, char *errstr, size_t errstr_size) {
         const sseg_conf_t *conf = s->conf;
-        if (!*conf->segments_model_topic) {
+        if (!*conf->model_topic) {
                 /* progress of an earlier shared model would be stale if it came back on */
                 char *v = NULL;
                 size_t vl = 0;
@@ -838,9 +843,9 @@ static sseg_err_t sync_open(stage_t *s, int stored, char *errstr, size_t errstr_
                 return SSEG_OK;
         }
         if (sseg_pipeline_offline(s->p)) {
-                sseg_info("segments.model.topic %s: not used by an offline pipeline (a local "
+                sseg_info("model.topic %s: not used by an offline pipeline (a local "
                           "model learns)",
-                          conf->segments_model_topic);
+                          conf->model_topic);
                 return SSEG_OK;
         }
         char *v = NULL;
@@ -851,9 +856,9 @@ static sseg_err_t sync_open(stage_t *s, int stored, char *errstr, size_t errstr_
         if (err == SSEG_ERR_NOENT && stored) {
                 uint32_t epoch = published_version(s);
                 sseg_warn("segments: the stored model was learnt locally, not from "
-                          "segments.model.topic %s: a new model starts at version %u from the "
+                          "model.topic %s: a new model starts at version %u from the "
                           "topic's log; users get first assignments again",
-                          conf->segments_model_topic, epoch);
+                          conf->model_topic, epoch);
                 sseg_kmeans_destroy(s->km);
                 if (!(s->km = sseg_kmeans_new(&s->o))) {
                         errf(errstr, errstr_size, "cannot create the K-means model");
@@ -879,25 +884,23 @@ static sseg_err_t sync_open(stage_t *s, int stored, char *errstr, size_t errstr_
                 drop(&v);
                 return SSEG_ERR_INVAL;
         }
-        const char *group = sseg_conf_kafka_get(conf, "group.id");
-        char host[128] = "", name[512];
-        gethostname(host, sizeof(host) - 1);
-        snprintf(name, sizeof(name), "%s@%s:%s", group ? group : "", host, conf->state_dir);
-        s->sync = sseg_modelsync_new(conf->segments_model_topic, name, kc, v, v ? vl : 0, &err,
-                                     errstr, errstr_size);
+        char name[512];
+        sseg_pipeline_instance_name(s->p, name, sizeof(name));
+        s->sync = sseg_modelsync_new(conf->model_topic, SSEG_MODELSYNC_PART_KMEANS, name,
+                                     kc, v, v ? vl : 0, apply_kmeans, s, &err, errstr, errstr_size);
         drop(&v);
         if (!s->sync)
                 return err;
-        if ((s->out_model = sseg_pipeline_add_output(s->p, conf->segments_model_topic)) < 0) {
-                errf(errstr, errstr_size, "segments.model.topic %s: cannot add the output",
-                     conf->segments_model_topic);
+        if ((s->out_model = sseg_pipeline_add_output(s->p, conf->model_topic)) < 0) {
+                errf(errstr, errstr_size, "model.topic %s: cannot add the output",
+                     conf->model_topic);
                 return SSEG_ERR_KAFKA;
         }
         sseg_modelsync_stats_t ms;
         sseg_modelsync_get_stats(s->sync, &ms);
-        sseg_info("segments.model.topic %s: one model for the group, as instance %s (log "
+        sseg_info("model.topic %s: one model for the group, as instance %s (log "
                   "applied up to offset %lld)",
-                  conf->segments_model_topic, name, (long long)ms.next_offset);
+                  conf->model_topic, name, (long long)ms.next_offset);
         return SSEG_OK;
 }
 
@@ -1070,7 +1073,7 @@ sseg_err_t sseg_segstage_model_json(sseg_state_t *st, const sseg_conf_t *conf, s
         sseg_buf_json_double(out, o.hysteresis);
         sseg_buf_printf(out, ",\"inertia\":");
         sseg_buf_json_double(out, sseg_kmeans_inertia(km));
-        /* The checksum of the model's byte form: instances sharing segments.model.topic that
+        /* The checksum of the model's byte form: instances sharing model.topic that
          * applied its log up to the same offset show the same value. */
         sseg_buf_t mb;
         sseg_buf_init(&mb);

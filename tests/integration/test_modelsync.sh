@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# One segmentation model across instances through segments.model.topic (docs/scaling.md):
+# One model across instances through model.topic (docs/scaling.md):
 #  1. X and Y (one group, 4 input partitions) process a generated shop produced while both run;
 #     Y is killed with SIGKILL mid-run and restarted on its state.dir (its replica resumes at
 #     the stored log offset). After the input is processed and both have applied the whole
-#     model log: both stored models are byte-identical (same checksum, same version), both
-#     instances published records (two keys on the log), and every log offset was applied or
-#     skipped as a duplicate or foreign (none lost, none foreign);
+#     K-means log (partition 0): both stored models are byte-identical (same checksum, same
+#     version), both instances published records (two keys on the log), and every log offset
+#     was applied or skipped as a duplicate (none lost, none foreign);
+#  1b. churn (partition 1): both refit every 2 s and publish their fits; restarted with refits
+#     off they catch up with the log's end and serve identical parameters, combined from both
+#     instances' fits: per part the users-weighted geometric mean of the sources' parameters
+#     (recomputed here from the sources inspect shows), not the prior;
 #  2. a third instance Z with an empty state.dir in another group replays the log from its
 #     beginning and ends with the same model (checked before Z publishes anything: Z reads no
 #     input);
@@ -18,27 +22,28 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 sseg_tmpdir
 PY=/usr/bin/python3
 T=$SSEG_TMP
-SYNC=(-X segments.model.topic=streamseg.model -X segments.init.min.users=300
-  -X churn.enabled=false -X erasure.topic= -X kafka.session.timeout.ms=6000
-  -X kafka.heartbeat.interval.ms=500)
+SYNC=(-X model.topic=streamseg.model -X segments.init.min.users=300
+  -X churn.refit.interval.ms=2000 -X churn.fit.min.users=50 -X erasure.topic=
+  -X kafka.session.timeout.ms=6000 -X kafka.heartbeat.interval.ms=500)
 
-mock_start --partitions 4 --topic streamseg.model:1 --topic ctl.events:4
+mock_start --partitions 4 --topic streamseg.model:2 --topic ctl.events:4
 
-"$STREAMSEG" gen --users 1000 --days 8 --seed 23 --format json --out "$T/all.jsonl" --quiet
+"$STREAMSEG" gen --users 1000 --days 30 --seed 23 --format json --out "$T/all.jsonl" --quiet
 total=$(wc -l <"$T/all.jsonl")
 half=$((total / 2))
 head -n "$half" "$T/all.jsonl" >"$T/b1.jsonl"
 tail -n +$((half + 1)) "$T/all.jsonl" >"$T/b2.jsonl"
 produce() { $PY "$HERE/produce_events.py" --bootstrap "$BOOTSTRAP" --topic "$2" --events "$1" >/dev/null; }
 
-# model JSON field of a state dir: model_field DIR EXPR (python expression over m)
+# model JSON field of a state dir: model_field DIR EXPR [segments|churn] (python over m)
 model_field() {
   "$STREAMSEG" inspect -X "state.dir=$1" --model 2>/dev/null |
-    $PY -c "import json,sys; m=json.load(sys.stdin)['segments']; print($2)" 2>/dev/null || echo none
+    $PY -c "import json,sys; m=json.load(sys.stdin)['${3:-segments}']; print($2)" 2>/dev/null ||
+    echo none
 }
-log_end() { # the model log's end offset (kcat as the independent reader)
-  kcat -b "$BOOTSTRAP" -C -t streamseg.model -p 0 -o -1 -e -q -f '%o\n' 2>/dev/null | tail -n 1 |
-    awk '{print $1 + 1}'
+log_end() { # [PARTITION] the model log's end offset (kcat as the independent reader)
+  kcat -b "$BOOTSTRAP" -C -t streamseg.model -p "${1:-0}" -o -1 -e -q -f '%o\n' 2>/dev/null |
+    tail -n 1 | awk '{print $1 + 1}'
 }
 owners_total() {
   local a b
@@ -46,13 +51,25 @@ owners_total() {
   b=$(offsets_total "$2")
   echo $((a + b))
 }
-# caught_up DIR...: every DIR's stored model applied the log to its end
+# caught_up DIR...: every DIR's stored K-means model applied its log to its end
 caught_up() {
   local end d
-  end=$(log_end)
+  end=$(log_end 0)
   [ -n "$end" ] || return 1
   for d in "$@"; do
     [ "$(model_field "$d" "m['model_sync']['next_offset']")" = "$end" ] || return 1
+  done
+}
+churn_sources() { # instances with a fit on the churn log
+  kcat -b "$BOOTSTRAP" -C -t streamseg.model -p 1 -e -q -f '%k\n' 2>/dev/null | sort -u | wc -l
+}
+# churn_caught_up DIR...: the same for the churn parameters' log
+churn_caught_up() {
+  local end d
+  end=$(log_end 1)
+  [ -n "$end" ] || return 1
+  for d in "$@"; do
+    [ "$(model_field "$d" "m['model_sync']['next_offset']" churn)" = "$end" ] || return 1
   done
 }
 
@@ -78,10 +95,12 @@ wait_until "[ \$(owners_total '$T/X' '$T/Y') -ge $total ]" 120 ||
   fail "processed $(owners_total "$T/X" "$T/Y") of $total"
 # both idle: the last records come back and are applied in idle cycles
 wait_until "caught_up '$T/X' '$T/Y'" 60 || fail "the instances did not catch up with the model log"
+# and both have published a churn fit (refits every 2 s, each one after the other's end)
+wait_until "[ \$(churn_sources) -eq 2 ]" 60 || fail "the churn log holds fits of $(churn_sources) instances, not 2"
 stop_streamseg "$YPID" 15
 stop_streamseg "$XPID" 15
 
-end=$(log_end)
+end=$(log_end 0)
 for d in X Y; do
   "$STREAMSEG" inspect -X "state.dir=$T/$d" --model >"$T/$d.model" || fail "inspect $d"
 done
@@ -111,8 +130,55 @@ sys.exit(0 if ok else 1)
 EOF
 keys=$(kcat -b "$BOOTSTRAP" -C -t streamseg.model -p 0 -e -q -f '%k\n' | sort -u | wc -l)
 [ "$keys" -eq 2 ] || fail "the model log holds records of $keys instances, not 2"
-grep -q 'segments.model.topic streamseg.model: [0-9]* records applied' "$T/g2.log" ||
+grep -q 'model.topic streamseg.model: [0-9]* records applied' "$T/g2.log" ||
   fail "Y's summary line is missing"
+
+# --- 1b: the churn parameters ----------------------------------------------------------------------
+grep -q "churn fit published on streamseg.model" "$T/g.log" || fail "no churn fit was published"
+run_streamseg h "$T/X" "${SYNC[@]}" -X kafka.group.id=g -X churn.refit.interval.ms=0
+XPID=$RUN_PID
+run_streamseg h2 "$T/Y" "${SYNC[@]}" -X kafka.group.id=g -X churn.refit.interval.ms=0
+YPID=$RUN_PID
+wait_until "churn_caught_up '$T/X' '$T/Y' && caught_up '$T/X' '$T/Y'" 60 ||
+  fail "the instances did not catch up with the churn log"
+stop_streamseg "$YPID" 15
+stop_streamseg "$XPID" 15
+for d in X Y; do
+  "$STREAMSEG" inspect -X "state.dir=$T/$d" --model >"$T/$d.model2" || fail "inspect $d"
+done
+$PY - "$T/X.model2" "$T/Y.model2" <<'EOF' || fail "the churn parameters are not one combination"
+import json, math, sys
+x = json.load(open(sys.argv[1]))["churn"]
+y = json.load(open(sys.argv[2]))["churn"]
+ok = True
+for part in ("purchase", "spend"):
+    if x[part] != y[part]:
+        print(part, "differs:", x[part], y[part])
+        ok = False
+if x["version"] != y["version"] or x["sources"] != y["sources"]:
+    print("versions or sources differ")
+    ok = False
+src = x["sources"]
+print("sources:", [(s["name"].rsplit("/", 1)[-1], s["fitted"], s["fit"]["purchase"]["r"]) for s in src])
+if len(src) != 2:
+    ok = False
+fitted = [s for s in src if s["fitted"] & 1]
+if not fitted:
+    sys.exit(1)
+w = sum(s["fit"]["purchase"]["users_fitted"] for s in fitted)
+for k in ("r", "alpha", "a", "b"):
+    want = math.exp(sum(s["fit"]["purchase"]["users_fitted"] * math.log(s["fit"]["purchase"][k]) for s in fitted) / w)
+    got = x["purchase"][k]
+    print(f"purchase {k}: served {got:.6g}, weighted geometric mean of the sources {want:.6g}")
+    if abs(got - want) > 1e-9 * abs(want):
+        ok = False
+if x["purchase"]["users_fitted"] != w:
+    ok = False
+if len(fitted) == 2 and fitted[0]["fit"]["purchase"]["r"] == fitted[1]["fit"]["purchase"]["r"]:
+    print("the two sources' fits are equal: the combination proves nothing")
+    ok = False
+sys.exit(0 if ok else 1)
+EOF
 
 # --- 2: a new instance replays the log from its beginning ---------------------------------------
 run_streamseg z "$T/Z" "${SYNC[@]}" -X input.topic=ctl.events

@@ -9,7 +9,11 @@
  *     beginning, end byte-identical once they applied the same offsets; the shared model finds
  *     the clusters only one of the instances sees;
  *   - the duplicate rule (a replayed cycle), records without input, partial overlaps, records
- *     of another model and damaged ones, lost offsets, and the stored progress round trip.
+ *     of another model and damaged ones, lost offsets, and the stored progress round trip;
+ *   - the churn parameters (churnsync): the users-weighted geometric mean of the sources' fits
+ *     per part, hand-computed; a source's newer fit replaces its older one; the order of
+ *     arrival does not change the bits; stale sources expire; fits of another model family and
+ *     damaged records are refused; the table's stored form round trip.
  */
 #include <math.h>
 #include <stdint.h>
@@ -18,6 +22,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "churnsync.h"
 #include "kmeans.h"
 #include "modelsync.h"
 
@@ -188,11 +193,15 @@ static void log_add(log_t *l, const sseg_buf_t *b) {
         sseg_buf_append(&l->rec[l->n++], b->p, b->len);
 }
 
-static void catch_up(sseg_modelsync_t *m, sseg_kmeans_t *km, const log_t *l, int upto) {
+static sseg_err_t apply_km(void *opaque, const void *p, size_t n, char *errstr, size_t errstr_size) {
+        return sseg_kmeans_apply_stats(opaque, p, n, errstr, errstr_size);
+}
+
+static void catch_up(sseg_modelsync_t *m, const log_t *l, int upto) {
         sseg_modelsync_stats_t st;
         sseg_modelsync_get_stats(m, &st);
         for (int64_t off = st.next_offset; off < upto; off++)
-                sseg_modelsync_apply(m, km, off, l->rec[off].p, l->rec[off].len);
+                sseg_modelsync_apply(m, off, l->rec[off].p, l->rec[off].len);
 }
 
 static void test_replicas(void) {
@@ -203,7 +212,8 @@ static void test_replicas(void) {
         char e[200];
         for (int i = 0; i < 3; i++) {
                 km[i] = sseg_kmeans_new(&o);
-                ms[i] = sseg_modelsync_new("m", i ? "b" : "a", NULL, NULL, 0, &err, e, sizeof(e));
+                ms[i] = sseg_modelsync_new("m", 0, i ? "b" : "a", NULL, NULL, 0, apply_km, km[i], &err, e,
+                                           sizeof(e));
                 CHECK(ms[i] != NULL);
         }
         /* instance 0 owns partition 0 (components 0 and 1 only), instance 1 partition 1
@@ -217,7 +227,7 @@ static void test_replicas(void) {
         for (int round = 0; round < 60; round++) {
                 for (int inst = 0; inst < 2; inst++) {
                         int lag = inst ? (int)(t_next() % 4) : 0;
-                        catch_up(ms[inst], km[inst], &l, l.n - lag > 0 ? l.n - lag : 0);
+                        catch_up(ms[inst], &l, l.n - lag > 0 ? l.n - lag : 0);
                         int n = 100 + (int)(t_next() % 300);
                         rows(X, n, inst ? 0xc : 0x3);
                         sseg_modelsync_range_t r = {inst, next[inst], next[inst] + n};
@@ -230,7 +240,7 @@ static void test_replicas(void) {
                 }
         }
         for (int i = 0; i < 3; i++)
-                catch_up(ms[i], km[i], &l, l.n);
+                catch_up(ms[i], &l, l.n);
         CHECK(same_bytes(km[0], km[1]));
         CHECK(same_bytes(km[0], km[2]));
         sseg_modelsync_stats_t st;
@@ -256,17 +266,18 @@ static void test_replicas(void) {
         sseg_buf_t sp, mp;
         sseg_buf_init(&sp);
         sseg_buf_init(&mp);
-        sseg_modelsync_t *half = sseg_modelsync_new("m", "c", NULL, NULL, 0, &err, e, sizeof(e));
+        sseg_modelsync_t *half = NULL;
         sseg_kmeans_t *kh = sseg_kmeans_new(&o);
-        catch_up(half, kh, &l, 50);
+        half = sseg_modelsync_new("m", 0, "c", NULL, NULL, 0, apply_km, kh, &err, e, sizeof(e));
+        catch_up(half, &l, 50);
         sseg_modelsync_serialize(half, &sp);
         sseg_kmeans_serialize(kh, &mp);
         sseg_modelsync_destroy(half);
         sseg_kmeans_destroy(kh);
-        half = sseg_modelsync_new("m", "c", NULL, sp.p, sp.len, &err, e, sizeof(e));
-        CHECK(half != NULL);
         CHECK_INT_EQ(sseg_kmeans_deserialize(mp.p, mp.len, &o, &kh, e, sizeof(e)), SSEG_OK);
-        catch_up(half, kh, &l, l.n);
+        half = sseg_modelsync_new("m", 0, "c", NULL, sp.p, sp.len, apply_km, kh, &err, e, sizeof(e));
+        CHECK(half != NULL);
+        catch_up(half, &l, l.n);
         CHECK(same_bytes(kh, km[0]));
         sseg_modelsync_destroy(half);
         sseg_kmeans_destroy(kh);
@@ -299,7 +310,8 @@ static void test_dedup(void) {
         sseg_kmeans_t *km = sseg_kmeans_new(&o);
         sseg_err_t err;
         char e[200];
-        sseg_modelsync_t *m = sseg_modelsync_new("m", "a", NULL, NULL, 0, &err, e, sizeof(e));
+        sseg_modelsync_t *m =
+            sseg_modelsync_new("m", 0, "a", NULL, NULL, 0, apply_km, km, &err, e, sizeof(e));
         sseg_buf_t r1, r, before, after;
         sseg_buf_init(&r1);
         sseg_buf_init(&r);
@@ -307,26 +319,26 @@ static void test_dedup(void) {
         sseg_buf_init(&after);
         sseg_modelsync_range_t g1[2] = {{0, 0, 100}, {1, 0, 50}};
         record(&r1, km, g1, 2, 300);
-        CHECK_INT_EQ(sseg_modelsync_apply(m, km, 0, r1.p, r1.len), 1);
+        CHECK_INT_EQ(sseg_modelsync_apply(m, 0, r1.p, r1.len), 1);
         /* the same cycle delivered again (a crash before its WriteBatch): skipped */
         sseg_kmeans_serialize(km, &before);
-        CHECK_INT_EQ(sseg_modelsync_apply(m, km, 1, r1.p, r1.len), 0);
+        CHECK_INT_EQ(sseg_modelsync_apply(m, 1, r1.p, r1.len), 0);
         sseg_kmeans_serialize(km, &after);
         CHECK(before.len == after.len && !memcmp(before.p, after.p, before.len));
         /* a replay with other cycle boundaries inside what was applied: skipped */
         sseg_modelsync_range_t g2[2] = {{0, 0, 60}, {1, 50, 50}};
         record(&r, km, g2, 2, 100);
-        CHECK_INT_EQ(sseg_modelsync_apply(m, km, 2, r.p, r.len), 0);
+        CHECK_INT_EQ(sseg_modelsync_apply(m, 2, r.p, r.len), 0);
         /* users woken without input (churn timers): applied */
         sseg_modelsync_range_t g3[1] = {{0, 100, 100}};
         record(&r, km, g3, 1, 50);
-        CHECK_INT_EQ(sseg_modelsync_apply(m, km, 3, r.p, r.len), 1);
+        CHECK_INT_EQ(sseg_modelsync_apply(m, 3, r.p, r.len), 1);
         /* a replay that goes past what was applied counts once more (documented) */
         sseg_modelsync_range_t g4[1] = {{0, 80, 150}};
         record(&r, km, g4, 1, 70);
-        CHECK_INT_EQ(sseg_modelsync_apply(m, km, 4, r.p, r.len), 1);
+        CHECK_INT_EQ(sseg_modelsync_apply(m, 4, r.p, r.len), 1);
         /* offsets already applied are ignored */
-        CHECK_INT_EQ(sseg_modelsync_apply(m, km, 4, r.p, r.len), 0);
+        CHECK_INT_EQ(sseg_modelsync_apply(m, 4, r.p, r.len), 0);
         /* another model's record, a damaged one, garbage: skipped, model unchanged */
         sseg_kmeans_opts_t o3 = o;
         o3.k = 3;
@@ -335,17 +347,17 @@ static void test_dedup(void) {
         record(&r, k3, g5, 1, 40);
         sseg_buf_reset(&before);
         sseg_kmeans_serialize(km, &before);
-        CHECK_INT_EQ(sseg_modelsync_apply(m, km, 5, r.p, r.len), 0);
+        CHECK_INT_EQ(sseg_modelsync_apply(m, 5, r.p, r.len), 0);
         record(&r, km, g5, 1, 40);
         r.p[r.len / 2] ^= 0x40;
-        CHECK_INT_EQ(sseg_modelsync_apply(m, km, 6, r.p, r.len), 0);
-        CHECK_INT_EQ(sseg_modelsync_apply(m, km, 7, "hello", 5), 0);
+        CHECK_INT_EQ(sseg_modelsync_apply(m, 6, r.p, r.len), 0);
+        CHECK_INT_EQ(sseg_modelsync_apply(m, 7, "hello", 5), 0);
         sseg_buf_reset(&after);
         sseg_kmeans_serialize(km, &after);
         CHECK(before.len == after.len && !memcmp(before.p, after.p, before.len));
         /* a gap in the log (deleted records) is counted */
         record(&r, km, g5, 1, 40);
-        CHECK_INT_EQ(sseg_modelsync_apply(m, km, 10, r.p, r.len), 1);
+        CHECK_INT_EQ(sseg_modelsync_apply(m, 10, r.p, r.len), 1);
         sseg_modelsync_stats_t st;
         sseg_modelsync_get_stats(m, &st);
         CHECK_INT_EQ(st.applied, 4);
@@ -359,13 +371,14 @@ static void test_dedup(void) {
         sseg_buf_t sp;
         sseg_buf_init(&sp);
         sseg_modelsync_serialize(m, &sp);
-        sseg_modelsync_t *m2 = sseg_modelsync_new("m", "a", NULL, sp.p, sp.len, &err, e, sizeof(e));
+        sseg_modelsync_t *m2 =
+            sseg_modelsync_new("m", 0, "a", NULL, sp.p, sp.len, apply_km, km, &err, e, sizeof(e));
         CHECK(m2 != NULL);
         sseg_modelsync_stats_t st2;
         sseg_modelsync_get_stats(m2, &st2);
         CHECK_INT_EQ(st2.applied, st.applied);
         CHECK_INT_EQ(st2.next_offset, st.next_offset);
-        CHECK_INT_EQ(sseg_modelsync_apply(m2, km, 11, r1.p, r1.len), 0); /* still a duplicate */
+        CHECK_INT_EQ(sseg_modelsync_apply(m2, 11, r1.p, r1.len), 0); /* still a duplicate */
         sseg_buf_t sj;
         sseg_buf_init(&sj);
         CHECK_INT_EQ(sseg_modelsync_stored_json(sp.p, sp.len, &sj), SSEG_OK);
@@ -374,7 +387,8 @@ static void test_dedup(void) {
         CHECK(strstr(sj.p, "\"input_partitions\":2") != NULL);
         /* damaged progress is refused at start */
         sp.p[10] ^= 1;
-        CHECK(sseg_modelsync_new("m", "a", NULL, sp.p, sp.len, &err, e, sizeof(e)) == NULL);
+        CHECK(sseg_modelsync_new("m", 0, "a", NULL, sp.p, sp.len, apply_km, km, &err, e, sizeof(e)) ==
+              NULL);
         CHECK_INT_EQ(err, SSEG_ERR_MODEL);
 
         sseg_buf_free(&sj);
@@ -389,6 +403,109 @@ static void test_dedup(void) {
         sseg_modelsync_destroy(m2);
 }
 
+/* ---- churn parameters ------------------------------------------------------------------------ */
+
+static sseg_churn_model_t fit(double r, double alpha, double a, double b, uint64_t n, int64_t ts) {
+        sseg_churn_model_t m;
+        sseg_churn_model_prior(&m, SSEG_CHURN_MBGNBD, SSEG_CHURN_DAYS, NULL, NULL);
+        m.purchase.params = (sseg_bgnbd_params_t){r, alpha, a, b};
+        m.purchase.info.n_users = n;
+        m.purchase.info.loglik = -(double)n;
+        m.purchase.info.converged = 1;
+        m.purchase.info.fit_ts_ms = ts;
+        return m;
+}
+
+static void rec(sseg_buf_t *b, const char *name, uint32_t ok, const sseg_churn_model_t *f) {
+        sseg_buf_reset(b);
+        sseg_churnsync_encode(name, ok, f, b);
+}
+
+static void test_churnsync(void) {
+        static sseg_churnsync_t t, t2;
+        sseg_churn_model_t prior, m, m2;
+        sseg_churn_model_prior(&prior, SSEG_CHURN_MBGNBD, SSEG_CHURN_DAYS, NULL, NULL);
+        sseg_buf_t ra, rb, r;
+        sseg_buf_init(&ra);
+        sseg_buf_init(&rb);
+        sseg_buf_init(&r);
+        sseg_churn_model_t fa = fit(0.2, 10, 0.5, 2, 100, 1000);
+        fa.spend.params = (sseg_gg_params_t){5, 3, 10};
+        fa.spend.info.n_users = 50;
+        fa.spend.info.fit_ts_ms = 1000;
+        sseg_churn_model_t fb = fit(0.4, 20, 1, 4, 300, 2000);
+        rec(&ra, "a", SSEG_CHURNSYNC_PURCHASE | SSEG_CHURNSYNC_SPEND, &fa);
+        rec(&rb, "b", SSEG_CHURNSYNC_PURCHASE, &fb);
+
+        sseg_churnsync_init(&t, 0);
+        m = prior;
+        CHECK_INT_EQ(sseg_churnsync_apply(&t, &m, ra.p, ra.len, NULL, 0), SSEG_OK);
+        CHECK_INT_EQ(sseg_churnsync_apply(&t, &m, rb.p, rb.len, NULL, 0), SSEG_OK);
+        CHECK_INT_EQ(t.n, 2);
+        CHECK_INT_EQ(m.version, prior.version + 2);
+        CHECK_NEAR(m.purchase.params.r, exp((100 * log(0.2) + 300 * log(0.4)) / 400), 1e-12);
+        CHECK_NEAR(m.purchase.params.alpha, exp((100 * log(10.) + 300 * log(20.)) / 400), 1e-10);
+        CHECK_NEAR(m.purchase.params.a, exp((100 * log(0.5) + 300 * log(1.)) / 400), 1e-12);
+        CHECK_NEAR(m.purchase.params.b, exp((100 * log(2.) + 300 * log(4.)) / 400), 1e-12);
+        CHECK_INT_EQ(m.purchase.info.n_users, 400);
+        CHECK_NEAR(m.purchase.info.loglik, -400, 1e-9);
+        CHECK_INT_EQ(m.purchase.info.fit_ts_ms, 2000);
+        CHECK_NEAR(m.spend.params.p, 5, 1e-12); /* only a fitted spend */
+        CHECK_INT_EQ(m.spend.info.n_users, 50);
+        CHECK_NEAR(m.engagement.params.r, prior.engagement.params.r, 0); /* nobody fitted it */
+
+        /* the other order of arrival: the same bits */
+        sseg_churnsync_init(&t2, 0);
+        m2 = prior;
+        sseg_churnsync_apply(&t2, &m2, rb.p, rb.len, NULL, 0);
+        sseg_churnsync_apply(&t2, &m2, ra.p, ra.len, NULL, 0);
+        CHECK(!memcmp(&m.purchase.params, &m2.purchase.params, sizeof(m.purchase.params)));
+
+        /* b's newer fit replaces its old one */
+        sseg_churn_model_t fb2 = fit(0.3, 20, 1, 4, 100, 3000);
+        rec(&r, "b", SSEG_CHURNSYNC_PURCHASE, &fb2);
+        CHECK_INT_EQ(sseg_churnsync_apply(&t, &m, r.p, r.len, NULL, 0), SSEG_OK);
+        CHECK_INT_EQ(t.n, 2);
+        CHECK_NEAR(m.purchase.params.r, exp((100 * log(0.2) + 100 * log(0.3)) / 200), 1e-12);
+
+        /* the stored table combines to the same parameters */
+        sseg_buf_reset(&r);
+        sseg_churnsync_serialize(&t, &r);
+        sseg_churnsync_init(&t2, 0);
+        CHECK_INT_EQ(sseg_churnsync_deserialize(&t2, r.p, r.len), SSEG_OK);
+        m2 = prior;
+        sseg_churnsync_combine(&t2, &m2);
+        CHECK(!memcmp(&m.purchase, &m2.purchase, sizeof(m.purchase)));
+        r.p[r.len - 9] ^= 1;
+        CHECK_INT_EQ(sseg_churnsync_deserialize(&t2, r.p, r.len), SSEG_ERR_MODEL);
+
+        /* stale sources expire: c's fit is 5 s newer than a's and b's */
+        t.stale_ms = 4000;
+        sseg_churn_model_t fc = fit(0.9, 5, 0.7, 3, 10, 8000);
+        rec(&r, "c", SSEG_CHURNSYNC_PURCHASE, &fc);
+        CHECK_INT_EQ(sseg_churnsync_apply(&t, &m, r.p, r.len, NULL, 0), SSEG_OK);
+        CHECK_INT_EQ(t.n, 1);
+        CHECK_NEAR(m.purchase.params.r, 0.9, 1e-12);
+        CHECK_INT_EQ(m.purchase.info.n_users, 10);
+
+        /* another family, a damaged record: refused, nothing changes */
+        sseg_churn_model_t fo = fit(0.5, 5, 0.7, 3, 10, 9000);
+        fo.kind = SSEG_CHURN_BGNBD;
+        rec(&r, "d", SSEG_CHURNSYNC_PURCHASE, &fo);
+        m2 = m;
+        char e[200] = "";
+        CHECK_INT_EQ(sseg_churnsync_apply(&t, &m, r.p, r.len, e, sizeof(e)), SSEG_ERR_MODEL);
+        CHECK(strstr(e, "bgnbd") != NULL);
+        rec(&r, "d", SSEG_CHURNSYNC_PURCHASE, &fc);
+        r.p[10] ^= 0x20;
+        CHECK_INT_EQ(sseg_churnsync_apply(&t, &m, r.p, r.len, NULL, 0), SSEG_ERR_MODEL);
+        CHECK(!memcmp(&m, &m2, sizeof(m)));
+        CHECK_INT_EQ(t.n, 1);
+        sseg_buf_free(&ra);
+        sseg_buf_free(&rb);
+        sseg_buf_free(&r);
+}
+
 int main(void) {
         const char *seed = getenv("SSEG_TEST_SEED");
         if (seed)
@@ -396,5 +513,6 @@ int main(void) {
         test_equivalence();
         test_replicas();
         test_dedup();
+        test_churnsync();
         return check_result();
 }

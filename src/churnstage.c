@@ -1038,6 +1038,8 @@ static void stage_report(void *opaque, sseg_buf_t *prom, sseg_buf_t *json) {
                 if (sseg_pipeline_assigned(s->p, part))
                         for (int l = 0; l <= s->o.nlevels; l++)
                                 tot[l] += s->lvl[part][l];
+        if (s->sync)
+                sseg_modelsync_report(s->sync, "churn", prom);
         sseg_buf_printf(json, "{\"model_version\":%u,\"model\":\"%s\",\"levels\":[",
                         s->model.version, sseg_churn_kind2str(s->o.kind));
         for (int l = 0; l < s->o.nlevels; l++)

@@ -87,14 +87,15 @@ static const family_t families[] = {
      "Segment-change records emitted since start (first assignments included)."},
     {"streamseg_segment_stats_records_total", "counter", "",
      "Segment statistics records emitted since start."},
-    {"streamseg_model_sync_records_total", "counter", "result",
-     "Records of model.topic read, by result: applied, duplicate (a replayed cycle's), "
-     "foreign (another model's or damaged)."},
-    {"streamseg_model_sync_published_total", "counter", "",
-     "Batch-statistics records this instance published on model.topic."},
-    {"streamseg_model_sync_lag", "gauge", "",
-     "Records of model.topic not applied yet by this instance (its model's lag behind "
-     "the shared log)."},
+    {"streamseg_model_sync_records_total", "counter", "model, result",
+     "Records of model.topic read, per model (kmeans: partition 0, churn: partition 1) and "
+     "result: applied, duplicate (a replayed cycle's), foreign (another model's or damaged), "
+     "lost (offsets deleted before they were read)."},
+    {"streamseg_model_sync_published_total", "counter", "model",
+     "Records this instance published on model.topic (K-means batch statistics, churn fits)."},
+    {"streamseg_model_sync_lag", "gauge", "model",
+     "Records of model.topic not applied yet by this instance (its model's lag behind the "
+     "group's log)."},
     /* churn (churnstage.c) */
     {"streamseg_churn_users", "gauge", "level",
      "Scored users by current alert level (\"none\" below the lowest of churn.levels)."},

@@ -350,3 +350,20 @@ const char *sseg_modelsync_name(const sseg_modelsync_t *m) {
 int32_t sseg_modelsync_partition(const sseg_modelsync_t *m) {
         return m->part;
 }
+
+void sseg_modelsync_report(const sseg_modelsync_t *m, const char *model, sseg_buf_t *prom) {
+        const sseg_modelsync_stats_t *st = &m->st;
+        sseg_buf_printf(prom,
+                        "streamseg_model_sync_records_total{model=\"%s\",result=\"applied\"} %llu\n"
+                        "streamseg_model_sync_records_total{model=\"%s\",result=\"duplicate\"} %llu\n"
+                        "streamseg_model_sync_records_total{model=\"%s\",result=\"foreign\"} %llu\n"
+                        "streamseg_model_sync_records_total{model=\"%s\",result=\"lost\"} %llu\n"
+                        "streamseg_model_sync_published_total{model=\"%s\"} %llu\n"
+                        "streamseg_model_sync_lag{model=\"%s\"} %lld\n",
+                        model, (unsigned long long)st->applied, model,
+                        (unsigned long long)st->duplicates, model, (unsigned long long)st->foreign,
+                        model, (unsigned long long)st->lost, model,
+                        (unsigned long long)st->published, model,
+                        (long long)(st->end_offset > st->next_offset ? st->end_offset - st->next_offset
+                                                                     : 0));
+}

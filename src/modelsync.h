@@ -93,6 +93,9 @@ void sseg_modelsync_published(sseg_modelsync_t *m);
 void sseg_modelsync_serialize(const sseg_modelsync_t *m, sseg_buf_t *out);
 
 void sseg_modelsync_get_stats(const sseg_modelsync_t *m, sseg_modelsync_stats_t *s);
+
+/* Prometheus samples of the streamseg_model_sync_* families (metrics.c) with model="<model>". */
+void sseg_modelsync_report(const sseg_modelsync_t *m, const char *model, sseg_buf_t *prom);
 const char *sseg_modelsync_topic(const sseg_modelsync_t *m);
 const char *sseg_modelsync_name(const sseg_modelsync_t *m);
 int32_t sseg_modelsync_partition(const sseg_modelsync_t *m);

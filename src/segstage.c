@@ -986,21 +986,8 @@ static void stage_report(void *opaque, sseg_buf_t *prom, sseg_buf_t *json) {
                         (unsigned long long)s->changes);
         sseg_buf_printf(prom, "streamseg_segment_stats_records_total %llu\n",
                         (unsigned long long)s->stats_records);
-        sseg_modelsync_stats_t ms = {0};
-        if (s->sync) {
-                sseg_modelsync_get_stats(s->sync, &ms);
-                sseg_buf_printf(prom,
-                                "streamseg_model_sync_records_total{result=\"applied\"} %llu\n"
-                                "streamseg_model_sync_records_total{result=\"duplicate\"} %llu\n"
-                                "streamseg_model_sync_records_total{result=\"foreign\"} %llu\n"
-                                "streamseg_model_sync_published_total %llu\n"
-                                "streamseg_model_sync_lag %lld\n",
-                                (unsigned long long)ms.applied, (unsigned long long)ms.duplicates,
-                                (unsigned long long)ms.foreign, (unsigned long long)ms.published,
-                                (long long)(ms.end_offset >= ms.next_offset
-                                                ? ms.end_offset - ms.next_offset
-                                                : 0));
-        }
+        if (s->sync)
+                sseg_modelsync_report(s->sync, "kmeans", prom);
         sseg_buf_printf(json,
                         "{\"k\":%d,\"initialised\":%s,\"model_version\":%u,\"users_assigned\":%lld,"
                         "\"users_observed\":%llu,\"changes\":%llu,\"segments\":[",

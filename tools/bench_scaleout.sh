@@ -5,7 +5,9 @@
 # (uniform keys) are produced once with `streamseg gen`. Then, in the same run:
 #   1 instance:  `streamseg run` with a fresh group and state.dir consumes all N;
 #   2 instances: two `streamseg run` with another fresh group (and a changelog topic, as a
-#                scaled-out deployment runs) consume the same N together.
+#                scaled-out deployment runs) consume the same N together;
+#   2 + model:   the same with model.topic (one K-means model and churn parameters for both,
+#                docs/scaling.md): the cost of sharing the model.
 # Each phase is timed from the processes' start until the committed offsets (streamseg inspect,
 # polled every 0.2 s) cover all N, so the group join is included (reported separately from
 # the first committed offset on). Prints both rates and their ratio. On this 2-core machine
@@ -34,7 +36,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$streamseg" mock-kafka --partitions "$partitions" --topic "bench.changelog:$partitions" \
+"$streamseg" mock-kafka --partitions "$partitions" --topic "bench.changelog:$partitions" --topic bench.model:2 \
   >"$tmp/mock.out" 2>"$tmp/mock.err" &
 pids+=($!)
 for _ in $(seq 50); do [ -s "$tmp/mock.out" ] && break; sleep 0.1; done
@@ -88,10 +90,12 @@ phase() { # NAME INSTANCES EXTRA... -> prints "total_s first_s"
 }
 read -r t1 f1 < <(phase one 1)
 read -r t2 f2 < <(phase two 2 -X state.changelog.topic=bench.changelog)
-awk -v n="$events" -v t1="$t1" -v f1="$f1" -v t2="$t2" -v f2="$f2" -v p="$partitions" 'BEGIN {
+read -r t3 f3 < <(phase sync 2 -X state.changelog.topic=bench.changelog -X model.topic=bench.model)
+awk -v n="$events" -v t1="$t1" -v f1="$f1" -v t2="$t2" -v f2="$f2" -v t3="$t3" -v f3="$f3" -v p="$partitions" 'BEGIN {
   printf "bench_scaleout: %d events, %d partitions, same cluster, same run\n", n, p
   printf "  1 instance : %.1f s from start (%.0f events/s); %.0f events/s between the first commit and the end\n", t1, n / t1, f1
   printf "  2 instances: %.1f s from start (%.0f events/s); %.0f events/s between the first commit and the end (with a changelog)\n", t2, n / t2, f2
-  printf "  ratio 2:1  : %.2f from start, %.2f steady\n", t1 / t2, (f1 > 0 ? f2 / f1 : 0)
+  printf "  2 + model  : %.1f s from start (%.0f events/s); %.0f events/s between the first commit and the end (changelog and model.topic)\n", t3, n / t3, f3
+  printf "  ratio 2:1  : %.2f from start, %.2f steady; with the shared model %.2f, %.2f\n", t1 / t2, (f1 > 0 ? f2 / f1 : 0), t1 / t3, (f1 > 0 ? f3 / f1 : 0)
   printf "method: wall time from the processes start until the committed offsets cover every event (polled every 0.2 s); 2 cores shared by the mock cluster and the instances\n"
 }'

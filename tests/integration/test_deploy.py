@@ -573,6 +573,11 @@ def check_compose(compose):
         topics_needed |= {v for k, v in eff.items() if k.endswith(".topic") and v}
         topics_needed.add(("compact", eff["output.profiles.topic"]))
         # several instances: partitions move between them, their state with them
+        if not eff.get("model.topic"):
+            probs.append(f"compose {name}: {len(inst)} instances without model.topic (each "
+                         f"would learn its own segments)")
+        else:
+            topics_needed.add(("model", eff["model.topic"]))
         if not eff.get("state.changelog.topic"):
             probs.append(f"compose {name}: {len(inst)} instances without state.changelog.topic")
         else:
@@ -605,7 +610,11 @@ def check_compose(compose):
         m = re.search(r"--partitions\s+(\d+)", created.get(topic, ""))
         return int(m.group(1)) if m else None
     for t in topics_needed:
-        if isinstance(t, tuple) and t[0] == "changelog":
+        if isinstance(t, tuple) and t[0] == "model":
+            if (partitions(t[1]) or 0) < 2 or "retention.ms=-1" not in created.get(t[1], ""):
+                probs.append(f"compose: model topic {t[1]} needs 2 partitions and "
+                             f"retention.ms=-1")
+        elif isinstance(t, tuple) and t[0] == "changelog":
             if (partitions(t[1]) or 0) < (partitions(t[2]) or 1 << 30):
                 probs.append(f"compose: changelog {t[1]} has fewer partitions than {t[2]}")
         elif isinstance(t, tuple):
@@ -818,6 +827,9 @@ def check_k8s(docs, uid):
     claims = [t["metadata"]["name"] for t in sts["spec"].get("volumeClaimTemplates", [])]
     if mounts.get(eff["state.dir"]) not in claims:
         probs.append(f"k8s: state.dir {eff['state.dir']} is not a volumeClaimTemplate mount")
+    if sts["spec"].get("replicas", 1) > 1 and not eff.get("model.topic"):
+        probs.append("k8s: several replicas without model.topic (each pod would learn its own "
+                     "segments)")
     if sts["spec"].get("replicas", 1) > 1 and not eff.get("state.changelog.topic"):
         probs.append("k8s: several replicas without state.changelog.topic (a moved partition "
                      "would start from an empty state)")

@@ -1261,7 +1261,7 @@ double sseg_kmeans_sd(const sseg_kmeans_t *km, int i) {
 
 #define STATS_MAGIC   "SKBS"
 #define STATS_VER     1u
-#define SAMPLE_INITED 64 /* sample rows of a record once the model is initialised (re-seeding) */
+#define SAMPLE_INITED 16 /* sample rows of a record once the model is initialised (re-seeding) */
 
 /* Rows i * B / S, i < S: an evenly spread, deterministic sample of the batch. */
 static int sample_rows(const sseg_kmeans_t *km, int B) {

@@ -163,7 +163,7 @@ void sseg_kmeans_get_opts(const sseg_kmeans_t *km, sseg_kmeans_opts_t *o);
  * k, dim, vector version, seed, this model's version, B, the batch's mean and M2 per
  * dimension, the per-centre counts and sums in original units of the (clipped) rows and the
  * sum of squared distances when the model is initialised, and a sample of the rows (evenly
- * spread: up to reservoir_size rows before initialisation, 64 after, for re-seeding);
+ * spread: up to reservoir_size rows before initialisation, 16 after, for re-seeding);
  * CRC-32C. The model itself does not change.
  */
 sseg_err_t sseg_kmeans_contribute(sseg_kmeans_t *km, const float *X, int B, int *assign_out,

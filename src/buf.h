@@ -58,4 +58,18 @@ static inline uint64_t sseg_get_le64(const char *p) {
                 v |= (uint64_t)(unsigned char)p[i] << (8 * i);
         return v;
 }
+/* nb (1..8) low bytes of v appended little-endian / read back. */
+static inline void sseg_buf_put_le(sseg_buf_t *b, uint64_t v, int nb) {
+        char t[8];
+        for (int i = 0; i < nb; i++)
+                t[i] = (char)(v >> (8 * i));
+        sseg_buf_append(b, t, (size_t)nb);
+}
+static inline uint64_t sseg_get_le(const void *p, int nb) {
+        const unsigned char *q = p;
+        uint64_t v = 0;
+        for (int i = 0; i < nb; i++)
+                v |= (uint64_t)q[i] << (8 * i);
+        return v;
+}
 #endif

@@ -18,19 +18,6 @@ static void errf(char *errstr, size_t errstr_size, const char *msg) {
                 snprintf(errstr, errstr_size, "churn fit record: %s", msg);
 }
 
-static void put_le(sseg_buf_t *b, uint64_t v, int nb) {
-        unsigned char t[8];
-        for (int i = 0; i < nb; i++)
-                t[i] = (unsigned char)(v >> (8 * i));
-        sseg_buf_append(b, t, (size_t)nb);
-}
-
-static uint64_t get_le(const unsigned char *p, int nb) {
-        uint64_t v = 0;
-        for (int i = 0; i < nb; i++)
-                v |= (uint64_t)p[i] << (8 * i);
-        return v;
-}
 
 void sseg_churnsync_init(sseg_churnsync_t *t, int64_t stale_ms) {
         memset(t, 0, sizeof(*t));
@@ -43,11 +30,11 @@ static void put_source(sseg_buf_t *out, const char *name, uint32_t okmask,
         size_t nl = strlen(name);
         if (nl > SSEG_CHURNSYNC_NAME_MAX)
                 nl = SSEG_CHURNSYNC_NAME_MAX;
-        put_le(out, nl, 1);
+        sseg_buf_put_le(out, nl, 1);
         sseg_buf_append(out, name, nl);
-        put_le(out, okmask, 4);
+        sseg_buf_put_le(out, okmask, 4);
         size_t at = out->len;
-        put_le(out, 0, 4);
+        sseg_buf_put_le(out, 0, 4);
         sseg_churn_model_serialize(fit, out);
         uint32_t ml = (uint32_t)(out->len - at - 4);
         for (int i = 0; i < 4; i++)
@@ -65,8 +52,8 @@ static int get_source(const unsigned char *b, size_t n, size_t *off, sseg_churns
         memcpy(s->name, b + o, nl);
         s->name[nl] = '\0';
         o += nl;
-        s->okmask = (uint32_t)get_le(b + o, 4);
-        uint32_t ml = (uint32_t)get_le(b + o + 4, 4);
+        s->okmask = (uint32_t)sseg_get_le(b + o, 4);
+        uint32_t ml = (uint32_t)sseg_get_le(b + o + 4, 4);
         o += 8;
         if (ml > n - o || s->okmask > 7 ||
             sseg_churn_model_deserialize(b + o, ml, &s->fit, NULL, 0) != SSEG_OK)
@@ -79,9 +66,9 @@ void sseg_churnsync_encode(const char *name, uint32_t okmask, const sseg_churn_m
                            sseg_buf_t *out) {
         size_t start = out->len;
         sseg_buf_append(out, REC_MAGIC, 4);
-        put_le(out, FORMAT, 4);
+        sseg_buf_put_le(out, FORMAT, 4);
         put_source(out, name, okmask, fit);
-        put_le(out, sseg_crc32c(out->p + start, out->len - start), 4);
+        sseg_buf_put_le(out, sseg_crc32c(out->p + start, out->len - start), 4);
 }
 
 /* The newest fit time of a source's fitted parts. */
@@ -176,8 +163,8 @@ void sseg_churnsync_combine(const sseg_churnsync_t *t, sseg_churn_model_t *m) {
 sseg_err_t sseg_churnsync_apply(sseg_churnsync_t *t, sseg_churn_model_t *m, const void *p,
                                 size_t n, char *errstr, size_t errstr_size) {
         const unsigned char *b = p;
-        if (n < 12 || memcmp(b, REC_MAGIC, 4) || get_le(b + 4, 4) != FORMAT ||
-            get_le(b + n - 4, 4) != sseg_crc32c(b, n - 4)) {
+        if (n < 12 || memcmp(b, REC_MAGIC, 4) || sseg_get_le(b + 4, 4) != FORMAT ||
+            sseg_get_le(b + n - 4, 4) != sseg_crc32c(b, n - 4)) {
                 errf(errstr, errstr_size, "damaged or of an unknown format");
                 return SSEG_ERR_MODEL;
         }
@@ -227,19 +214,19 @@ sseg_err_t sseg_churnsync_apply(sseg_churnsync_t *t, sseg_churn_model_t *m, cons
 void sseg_churnsync_serialize(const sseg_churnsync_t *t, sseg_buf_t *out) {
         size_t start = out->len;
         sseg_buf_append(out, TAB_MAGIC, 4);
-        put_le(out, FORMAT, 4);
-        put_le(out, (uint64_t)t->n, 4);
+        sseg_buf_put_le(out, FORMAT, 4);
+        sseg_buf_put_le(out, (uint64_t)t->n, 4);
         for (int i = 0; i < t->n; i++)
                 put_source(out, t->src[i].name, t->src[i].okmask, &t->src[i].fit);
-        put_le(out, sseg_crc32c(out->p + start, out->len - start), 4);
+        sseg_buf_put_le(out, sseg_crc32c(out->p + start, out->len - start), 4);
 }
 
 sseg_err_t sseg_churnsync_deserialize(sseg_churnsync_t *t, const void *p, size_t n) {
         const unsigned char *b = p;
-        if (n < 16 || memcmp(b, TAB_MAGIC, 4) || get_le(b + 4, 4) != FORMAT ||
-            get_le(b + n - 4, 4) != sseg_crc32c(b, n - 4))
+        if (n < 16 || memcmp(b, TAB_MAGIC, 4) || sseg_get_le(b + 4, 4) != FORMAT ||
+            sseg_get_le(b + n - 4, 4) != sseg_crc32c(b, n - 4))
                 return SSEG_ERR_MODEL;
-        uint32_t cnt = (uint32_t)get_le(b + 8, 4);
+        uint32_t cnt = (uint32_t)sseg_get_le(b + 8, 4);
         if (cnt > SSEG_CHURNSYNC_MAX_SOURCES)
                 return SSEG_ERR_MODEL;
         size_t off = 12;

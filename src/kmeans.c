@@ -302,17 +302,13 @@ static double sd_of(const sseg_kmeans_t *km, int j) {
         return sd > SD_FLOOR ? sd : SD_FLOOR;
 }
 
-/* Merges a batch into the forgetting Welford statistics: old weight decays by alpha^B, the
- * batch's mean and M2 are merged (Chan et al. 1979). One pass over the rows, shifted by the
- * running mean (Welford's shift keeps sum(e^2) - sum(e)^2/B accurate when the shift is near
- * the batch mean). Returns -1, changing nothing, if a sum is not finite: the batch holds a
- * NaN or an infinity (a double sum of finite floats cannot overflow). */
-static int stats_update(sseg_kmeans_t *km, const float *X, int B) {
+/* Per dimension, the sums of (x - mean) and (x - mean)^2 over the batch, with the running
+ * mean as the shift. */
+static void moments(const sseg_kmeans_t *km, const float *X, int B, double *s1, double *s2) {
         int d = km->o.dim;
-        double s1[SSEG_KMEANS_MAX_DIM] = {0}, s2[SSEG_KMEANS_MAX_DIM] = {0};
-        double sh[SSEG_KMEANS_MAX_DIM];
+        const double *sh = km->mean;
         for (int j = 0; j < d; j++)
-                sh[j] = km->mean[j];
+                s1[j] = s2[j] = 0;
         int j0 = 0;
 #ifdef __SSE2__
         /* two dimensions per SSE2 register, the same double operations as the scalar loop */
@@ -338,6 +334,19 @@ static int stats_update(sseg_kmeans_t *km, const float *X, int B) {
                         s2[j] += e * e;
                 }
         }
+}
+
+/* Merges a batch into the forgetting Welford statistics: old weight decays by alpha^B, the
+ * batch's mean and M2 are merged (Chan et al. 1979). One pass over the rows, shifted by the
+ * running mean (Welford's shift keeps sum(e^2) - sum(e)^2/B accurate when the shift is near
+ * the batch mean). Returns -1, changing nothing, if a sum is not finite: the batch holds a
+ * NaN or an infinity (a double sum of finite floats cannot overflow). */
+static int stats_update(sseg_kmeans_t *km, const float *X, int B) {
+        int d = km->o.dim;
+        double s1[SSEG_KMEANS_MAX_DIM], s2[SSEG_KMEANS_MAX_DIM], sh[SSEG_KMEANS_MAX_DIM];
+        for (int j = 0; j < d; j++)
+                sh[j] = km->mean[j];
+        moments(km, X, B, s1, s2);
         for (int j = 0; j < d; j++)
                 if (!isfinite(s2[j]))
                         return -1;
@@ -1280,13 +1289,8 @@ sseg_err_t sseg_kmeans_contribute(sseg_kmeans_t *km, const float *X, int B, int 
                 return SSEG_ERR_NOMEM;
         X = checked(km, X, B);
         /* the batch's own mean and M2, shifted by the running mean as stats_update() does */
-        double s1[SSEG_KMEANS_MAX_DIM] = {0}, s2[SSEG_KMEANS_MAX_DIM] = {0};
-        for (int i = 0; i < B; i++)
-                for (int j = 0; j < d; j++) {
-                        double e = (double)X[(size_t)i * d + j] - km->mean[j];
-                        s1[j] += e;
-                        s2[j] += e * e;
-                }
+        double s1[SSEG_KMEANS_MAX_DIM], s2[SSEG_KMEANS_MAX_DIM];
+        moments(km, X, B, s1, s2);
         size_t start = out->len;
         sseg_buf_append(out, STATS_MAGIC, 4);
         put_u32(out, STATS_VER);

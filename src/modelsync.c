@@ -41,66 +41,53 @@ static double mono_ms(void) {
         return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static void put_le(sseg_buf_t *b, uint64_t v, int nb) {
-        unsigned char t[8];
-        for (int i = 0; i < nb; i++)
-                t[i] = (unsigned char)(v >> (8 * i));
-        sseg_buf_append(b, t, (size_t)nb);
-}
-
-static uint64_t get_le(const unsigned char *p, int nb) {
-        uint64_t v = 0;
-        for (int i = 0; i < nb; i++)
-                v |= (uint64_t)p[i] << (8 * i);
-        return v;
-}
 
 /* ---- stored form: "SSSY" v1, next, counters, n x (u32 part, i64 applied_to), crc ---------- */
 
 void sseg_modelsync_serialize(const sseg_modelsync_t *m, sseg_buf_t *out) {
         size_t start = out->len;
         sseg_buf_append(out, STORED_MAGIC, 4);
-        put_le(out, STORED_VER, 4);
-        put_le(out, (uint64_t)m->st.next_offset, 8);
-        put_le(out, m->st.applied, 8);
-        put_le(out, m->st.duplicates, 8);
-        put_le(out, m->st.foreign, 8);
-        put_le(out, m->st.lost, 8);
+        sseg_buf_put_le(out, STORED_VER, 4);
+        sseg_buf_put_le(out, (uint64_t)m->st.next_offset, 8);
+        sseg_buf_put_le(out, m->st.applied, 8);
+        sseg_buf_put_le(out, m->st.duplicates, 8);
+        sseg_buf_put_le(out, m->st.foreign, 8);
+        sseg_buf_put_le(out, m->st.lost, 8);
         uint32_t n = 0;
         for (int i = 0; i < MAX_PARTS; i++)
                 n += m->applied_to[i] >= 0;
-        put_le(out, n, 4);
+        sseg_buf_put_le(out, n, 4);
         for (int i = 0; i < MAX_PARTS; i++)
                 if (m->applied_to[i] >= 0) {
-                        put_le(out, (uint64_t)i, 4);
-                        put_le(out, (uint64_t)m->applied_to[i], 8);
+                        sseg_buf_put_le(out, (uint64_t)i, 4);
+                        sseg_buf_put_le(out, (uint64_t)m->applied_to[i], 8);
                 }
-        put_le(out, sseg_crc32c(out->p + start, out->len - start), 4);
+        sseg_buf_put_le(out, sseg_crc32c(out->p + start, out->len - start), 4);
 }
 
 /* Parses the stored form into st and applied_to (either may be NULL). 0 or -1. */
 static int parse_stored(const void *p, size_t n, sseg_modelsync_stats_t *st, int64_t *applied_to,
                         uint32_t *nparts) {
         const unsigned char *b = p;
-        if (n < 48 + 4 || memcmp(b, STORED_MAGIC, 4) || get_le(b + 4, 4) != STORED_VER ||
-            get_le(b + n - 4, 4) != sseg_crc32c(b, n - 4))
+        if (n < 48 + 4 || memcmp(b, STORED_MAGIC, 4) || sseg_get_le(b + 4, 4) != STORED_VER ||
+            sseg_get_le(b + n - 4, 4) != sseg_crc32c(b, n - 4))
                 return -1;
-        uint32_t np = (uint32_t)get_le(b + 48, 4);
+        uint32_t np = (uint32_t)sseg_get_le(b + 48, 4);
         if (n != 52 + (size_t)np * 12 + 4)
                 return -1;
         if (st) {
-                st->next_offset = (int64_t)get_le(b + 8, 8);
-                st->applied = get_le(b + 16, 8);
-                st->duplicates = get_le(b + 24, 8);
-                st->foreign = get_le(b + 32, 8);
-                st->lost = get_le(b + 40, 8);
+                st->next_offset = (int64_t)sseg_get_le(b + 8, 8);
+                st->applied = sseg_get_le(b + 16, 8);
+                st->duplicates = sseg_get_le(b + 24, 8);
+                st->foreign = sseg_get_le(b + 32, 8);
+                st->lost = sseg_get_le(b + 40, 8);
         }
         for (uint32_t i = 0; i < np; i++) {
-                uint32_t part = (uint32_t)get_le(b + 52 + i * 12, 4);
+                uint32_t part = (uint32_t)sseg_get_le(b + 52 + i * 12, 4);
                 if (part >= MAX_PARTS)
                         return -1;
                 if (applied_to)
-                        applied_to[part] = (int64_t)get_le(b + 56 + i * 12, 8);
+                        applied_to[part] = (int64_t)sseg_get_le(b + 56 + i * 12, 8);
         }
         if (nparts)
                 *nparts = np;
@@ -229,12 +216,12 @@ static void try_assign(sseg_modelsync_t *m) {
 
 void sseg_modelsync_record_head(sseg_buf_t *out, const sseg_modelsync_range_t *r, int n) {
         sseg_buf_append(out, HEAD_MAGIC, 4);
-        put_le(out, HEAD_VER, 4);
-        put_le(out, (uint64_t)n, 4);
+        sseg_buf_put_le(out, HEAD_VER, 4);
+        sseg_buf_put_le(out, (uint64_t)n, 4);
         for (int i = 0; i < n; i++) {
-                put_le(out, (uint64_t)(uint32_t)r[i].partition, 4);
-                put_le(out, (uint64_t)r[i].from, 8);
-                put_le(out, (uint64_t)r[i].to, 8);
+                sseg_buf_put_le(out, (uint64_t)(uint32_t)r[i].partition, 4);
+                sseg_buf_put_le(out, (uint64_t)r[i].from, 8);
+                sseg_buf_put_le(out, (uint64_t)r[i].to, 8);
         }
 }
 
@@ -250,8 +237,8 @@ int sseg_modelsync_apply(sseg_modelsync_t *m, int64_t offset, const void *v, siz
         }
         m->st.next_offset = offset + 1;
         const unsigned char *b = v;
-        uint32_t nr = n >= 12 ? (uint32_t)get_le(b + 8, 4) : 0;
-        if (n < 12 || memcmp(b, HEAD_MAGIC, 4) || get_le(b + 4, 4) != HEAD_VER ||
+        uint32_t nr = n >= 12 ? (uint32_t)sseg_get_le(b + 8, 4) : 0;
+        if (n < 12 || memcmp(b, HEAD_MAGIC, 4) || sseg_get_le(b + 4, 4) != HEAD_VER ||
             nr > MAX_PARTS || n < 12 + (size_t)nr * 20) {
                 m->st.foreign++;
                 sseg_warn("model.topic %s offset %lld: not a model record: skipped",
@@ -261,9 +248,9 @@ int sseg_modelsync_apply(sseg_modelsync_t *m, int64_t offset, const void *v, siz
         const unsigned char *r = b + 12;
         int some = 0, dup = 1;
         for (uint32_t i = 0; i < nr; i++) {
-                uint32_t part = (uint32_t)get_le(r + i * 20, 4);
-                int64_t from = (int64_t)get_le(r + i * 20 + 4, 8);
-                int64_t to = (int64_t)get_le(r + i * 20 + 12, 8);
+                uint32_t part = (uint32_t)sseg_get_le(r + i * 20, 4);
+                int64_t from = (int64_t)sseg_get_le(r + i * 20 + 4, 8);
+                int64_t to = (int64_t)sseg_get_le(r + i * 20 + 12, 8);
                 if (part >= MAX_PARTS || from > to) {
                         m->st.foreign++;
                         sseg_warn("model.topic %s offset %lld: bad input range: skipped",
@@ -291,8 +278,8 @@ int sseg_modelsync_apply(sseg_modelsync_t *m, int64_t offset, const void *v, siz
                 return 0;
         }
         for (uint32_t i = 0; i < nr; i++) {
-                uint32_t part = (uint32_t)get_le(r + i * 20, 4);
-                int64_t to = (int64_t)get_le(r + i * 20 + 12, 8);
+                uint32_t part = (uint32_t)sseg_get_le(r + i * 20, 4);
+                int64_t to = (int64_t)sseg_get_le(r + i * 20 + 12, 8);
                 if (to > m->applied_to[part])
                         m->applied_to[part] = to;
         }

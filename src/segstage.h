@@ -5,7 +5,8 @@
  * model_version, rfm_r/f/m), the segment-change records on output.segment.changes.topic
  * (schemas/segment_change.avsc), the per-segment sizes, the statistics records on
  * output.segment.stats.topic (schemas/segment_stats.avsc) every stats.interval.ms, and the
- * stored model ('m' keys of state.h: "mkmeans", "msegrfm", "msegstage", "msegstats").
+ * stored model ('m' keys of state.h: "mkmeans", "msegrfm", "msegstage", "msegstats", and with
+ * model.topic "msegsync": the progress of the group's model log, modelsync.h).
  *
  * Does not own the algorithms (kmeans.c: standardisation, K-means, hysteresis rule,
  * descriptions; segvec.c: the vector; sketch.c: RFM tiers), the user state (state.c,

@@ -939,6 +939,10 @@ static sseg_err_t stage_cycle(void *opaque, sseg_pipeline_t *p, sseg_entry_t **u
                         return err;
         if (s->sync && sseg_modelsync_poll(s->sync))
                 put_sync(s); /* before scoring: this cycle scores with the applied parameters */
+        if (s->sync && sseg_modelsync_fatal(s->sync)) {
+                errf(errstr, errstr_size, "%s", sseg_modelsync_fatal(s->sync));
+                return SSEG_ERR_INVAL;
+        }
 
         /* The sweep, in time order per partition. Fired users are loaded after the scans. */
         size_t n0, n1;

@@ -30,6 +30,7 @@ struct sseg_modelsync_s {
         int assigned;
         double retry_at;
         int warned;
+        char fatal[256]; /* a topic that can never work (too few partitions): the reason */
         rd_kafka_message_t *msgs[POLL_MAX];
         int64_t *applied_to; /* [MAX_PARTS] input offset applied up to; -1 none */
         sseg_modelsync_stats_t st;
@@ -181,10 +182,20 @@ static void try_assign(sseg_modelsync_t *m) {
         const struct rd_kafka_metadata *md = NULL;
         rd_kafka_resp_err_t err =
             t ? rd_kafka_metadata(m->rk, 0, t, &md, 2000) : RD_KAFKA_RESP_ERR__INVALID_ARG;
-        if (!err && (md->topic_cnt != 1 || md->topics[0].err ||
-                     md->topics[0].partition_cnt <= m->part))
-                err = md->topic_cnt == 1 && md->topics[0].err ? md->topics[0].err
-                                                               : RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+        if (!err && md->topic_cnt == 1 && !md->topics[0].err &&
+            md->topics[0].partition_cnt <= m->part) {
+                /* It exists but will never have this partition (e.g. auto-created with one):
+                 * publishing to it would fail every cycle. */
+                snprintf(m->fatal, sizeof(m->fatal),
+                         "model.topic %s has %d partition(s); it needs 2 (0: segmentation, 1: "
+                         "churn parameters); create it with 2 partitions and retention.ms=-1",
+                         m->topic, md->topics[0].partition_cnt);
+                rd_kafka_metadata_destroy(md);
+                rd_kafka_topic_destroy(t);
+                return;
+        }
+        if (!err && (md->topic_cnt != 1 || md->topics[0].err))
+                err = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
         if (err) {
                 if (!m->warned++)
                         sseg_warn("model.topic %s [%d]: not available yet (%s; the topic "
@@ -291,7 +302,7 @@ int sseg_modelsync_poll(sseg_modelsync_t *m) {
         if (!m->rk)
                 return 0;
         if (!m->assigned) {
-                if (mono_ms() >= m->retry_at)
+                if (mono_ms() >= m->retry_at && !m->fatal[0])
                         try_assign(m);
                 if (!m->assigned)
                         return 0;
@@ -332,6 +343,10 @@ const char *sseg_modelsync_topic(const sseg_modelsync_t *m) {
 
 const char *sseg_modelsync_name(const sseg_modelsync_t *m) {
         return m->name;
+}
+
+const char *sseg_modelsync_fatal(const sseg_modelsync_t *m) {
+        return m->fatal[0] ? m->fatal : NULL;
 }
 
 int32_t sseg_modelsync_partition(const sseg_modelsync_t *m) {

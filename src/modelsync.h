@@ -98,6 +98,10 @@ void sseg_modelsync_get_stats(const sseg_modelsync_t *m, sseg_modelsync_stats_t 
 void sseg_modelsync_report(const sseg_modelsync_t *m, const char *model, sseg_buf_t *prom);
 const char *sseg_modelsync_topic(const sseg_modelsync_t *m);
 const char *sseg_modelsync_name(const sseg_modelsync_t *m);
+
+/* Why the topic can never serve (it exists with too few partitions), or NULL. The owner
+ * stops the pipeline with it: a configuration error naming model.topic. */
+const char *sseg_modelsync_fatal(const sseg_modelsync_t *m);
 int32_t sseg_modelsync_partition(const sseg_modelsync_t *m);
 
 /* The stored form as JSON members (no braces) for `inspect --model`: next_offset, applied, ... */

@@ -594,6 +594,10 @@ static sseg_err_t stage_cycle(void *opaque, sseg_pipeline_t *p, sseg_entry_t **u
         (void)p;
         sseg_err_t err;
         int applied = s->sync ? sseg_modelsync_poll(s->sync) : 0;
+        if (s->sync && sseg_modelsync_fatal(s->sync)) {
+                errf(errstr, errstr_size, "%s", sseg_modelsync_fatal(s->sync));
+                return SSEG_ERR_INVAL;
+        }
         if (n && (err = observe(s, users, n, now_ms, errstr, errstr_size)))
                 return err;
         if (n || applied) {

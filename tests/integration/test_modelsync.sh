@@ -16,7 +16,8 @@
 #     beginning and ends with the same model (checked before Z publishes anything: Z reads no
 #     input);
 #  3. control: the first half of the input with two instances without the model topic ends with
-#     two different models (so check 1 can fail).
+#     two different models (so check 1 can fail);
+#  4. a model topic with one partition stops the run with an error naming model.topic.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
@@ -28,7 +29,7 @@ SYNC=(-X model.topic=streamseg.model -X segments.init.min.users=300
   -X churn.refit.interval.ms=2000 -X churn.fit.min.users=50 -X erasure.topic=
   -X kafka.session.timeout.ms=6000 -X kafka.heartbeat.interval.ms=500)
 
-mock_start --partitions 4 --topic streamseg.model:2 --topic ctl.events:4
+mock_start --partitions 4 --topic streamseg.model:2 --topic ctl.events:4 --topic one.model:1
 
 "$STREAMSEG" gen --users 1000 --days 30 --seed 23 --format json --out "$T/all.jsonl" --quiet
 total=$(wc -l <"$T/all.jsonl")
@@ -218,4 +219,14 @@ a=$(model_field "$T/A" "m['model_crc32c']")
 b=$(model_field "$T/B" "m['model_crc32c']")
 [ "$a" != none ] && [ "$a" != "$b" ] || fail "control: separate models are identical ($a)"
 [ "$(model_field "$T/A" "m['model_sync']")" = None ] || fail "control: a sync state is stored"
+# --- 4: a model topic with one partition is a configuration error naming the key ---------------
+set +e
+timeout "$(sseg_scale 30)" "$STREAMSEG" run -X "kafka.bootstrap.servers=$BOOTSTRAP" -X kafka.group.id=one \
+  -X "state.dir=$T/O" -X model.topic=one.model -X input.topic=ctl.events -X http.listen= \
+  -X commit.interval.ms=200 2>"$T/one.log"
+rc=$?
+set -e
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "a 1-partition model.topic did not stop the run (rc $rc)"
+grep -q "model.topic one.model has 1 partition(s); it needs 2" "$T/one.log" ||
+  fail "the error does not name model.topic and its partitions: $(tail -n 3 "$T/one.log")"
 echo "ok: two instances (one killed and restarted) and a replay share one model; separate ones do not"

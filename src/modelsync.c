@@ -202,6 +202,9 @@ static void try_assign(sseg_modelsync_t *m) {
                                   "needs partitions 0 and 1); retrying every %d s",
                                   m->topic, m->part, rd_kafka_err2str(err), RETRY_MS / 1000);
         } else {
+                int64_t lo = -1, hi = -1;
+                if (!rd_kafka_query_watermark_offsets(m->rk, m->topic, m->part, &lo, &hi, 2000))
+                        sseg_modelsync_log_start(m, lo);
                 rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
                 rd_kafka_topic_partition_list_add(l, m->topic, m->part)->offset =
                     m->st.next_offset > 0 ? m->st.next_offset : RD_KAFKA_OFFSET_BEGINNING;
@@ -239,13 +242,9 @@ void sseg_modelsync_record_head(sseg_buf_t *out, const sseg_modelsync_range_t *r
 int sseg_modelsync_apply(sseg_modelsync_t *m, int64_t offset, const void *v, size_t n) {
         if (offset < m->st.next_offset)
                 return 0;
-        if (offset > m->st.next_offset) {
-                m->st.lost += (uint64_t)(offset - m->st.next_offset);
-                sseg_warn("model.topic %s [%d]: offsets %lld..%lld are gone from the log "
-                          "(retention?): this instance's model now differs from those that "
-                          "applied them",
-                          m->topic, m->part, (long long)m->st.next_offset, (long long)offset - 1);
-        }
+        /* A gap in the offsets is no loss: transaction markers (exactly_once producers) take
+         * offsets and are never delivered. Records deleted by retention are found from the
+         * log's start (sseg_modelsync_log_start). */
         m->st.next_offset = offset + 1;
         const unsigned char *b = v;
         uint32_t nr = n >= 12 ? (uint32_t)sseg_get_le(b + 8, 4) : 0;
@@ -296,6 +295,16 @@ int sseg_modelsync_apply(sseg_modelsync_t *m, int64_t offset, const void *v, siz
         }
         m->st.applied++;
         return 1;
+}
+
+void sseg_modelsync_log_start(sseg_modelsync_t *m, int64_t lo) {
+        if (lo <= m->st.next_offset)
+                return;
+        m->st.lost += (uint64_t)(lo - m->st.next_offset);
+        sseg_warn("model.topic %s [%d]: offsets %lld..%lld are gone from the log (retention?): "
+                  "this instance's model now differs from those that applied them",
+                  m->topic, m->part, (long long)m->st.next_offset, (long long)lo - 1);
+        m->st.next_offset = lo;
 }
 
 int sseg_modelsync_poll(sseg_modelsync_t *m) {

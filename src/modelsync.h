@@ -54,7 +54,7 @@ typedef struct {
         uint64_t applied;    /* records applied */
         uint64_t duplicates; /* records skipped as replays of applied ones */
         uint64_t foreign;    /* records of another model (k, seed, vector) or damaged: skipped */
-        uint64_t lost;       /* offsets missing from the log (deleted before they were read) */
+        uint64_t lost;       /* offsets deleted from the log before this instance read them */
         uint64_t published;  /* records this instance published since start */
 } sseg_modelsync_stats_t;
 
@@ -77,6 +77,11 @@ void sseg_modelsync_destroy(sseg_modelsync_t *m);
  * (duplicate, foreign, damaged: counted, with a warning for the last two). Offsets below the
  * next one are ignored (returns 0). Returns 1 if the model changed. */
 int sseg_modelsync_apply(sseg_modelsync_t *m, int64_t offset, const void *v, size_t n);
+
+/* The partition's log starts at lo (its low watermark, read when the partition is assigned):
+ * offsets below it that were never applied are counted as lost (with a warning) and skipped.
+ * Gaps between delivered records are not losses (transaction markers take offsets). */
+void sseg_modelsync_log_start(sseg_modelsync_t *m, int64_t lo);
 
 /* Takes what the consumer has fetched (never blocks) and applies it in order. Returns the
  * number of records read (applied or skipped): non-zero means the stored form changed. */

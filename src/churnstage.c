@@ -777,8 +777,8 @@ static sseg_err_t refit_apply(stage_t *s, char *errstr, size_t errstr_size) {
                 uint32_t ok = (rf->ok[0] ? SSEG_CHURNSYNC_PURCHASE : 0) |
                               (rf->ok[1] ? SSEG_CHURNSYNC_ENGAGEMENT : 0) |
                               (rf->ok[2] ? SSEG_CHURNSYNC_SPEND : 0);
-                char name[512], id[600];
-                sseg_pipeline_instance_name(s->p, name, sizeof(name));
+                const char *name = sseg_modelsync_name(s->sync);
+                char id[600];
                 sseg_buf_reset(&s->buf);
                 sseg_modelsync_record_head(&s->buf, NULL, 0);
                 sseg_churnsync_encode(name, ok, &m, &s->buf);
@@ -1251,23 +1251,10 @@ static sseg_err_t sync_open(stage_t *s, int stored, char *errstr, size_t errstr_
                 prog = NULL;
                 pl = 0;
         }
-        rd_kafka_conf_t *kc = sseg_pipeline_consumer_conf(s->p, "churnmodel", errstr, errstr_size);
-        if (!kc) {
-                err = SSEG_ERR_INVAL;
-                goto out;
-        }
-        char name[512];
-        sseg_pipeline_instance_name(s->p, name, sizeof(name));
-        s->sync = sseg_modelsync_new(conf->model_topic, SSEG_MODELSYNC_PART_CHURN, name, kc, prog,
-                                     pl, apply_fit, s, &err, errstr, errstr_size);
+        s->sync = sseg_modelsync_open(s->p, SSEG_MODELSYNC_PART_CHURN, "churnmodel", prog, pl,
+                                      apply_fit, s, &s->out_model, &err, errstr, errstr_size);
         if (!s->sync)
                 goto out;
-        if ((s->out_model = sseg_pipeline_add_output(s->p, conf->model_topic)) < 0) {
-                errf(errstr, errstr_size, "model.topic %s: cannot add the output",
-                     conf->model_topic);
-                err = SSEG_ERR_KAFKA;
-                goto out;
-        }
         sseg_info("churn: parameters shared through model.topic %s [%d] (%d sources applied)",
                   conf->model_topic, SSEG_MODELSYNC_PART_CHURN, s->tab->n);
 out:

@@ -336,6 +336,18 @@ static void moments(const sseg_kmeans_t *km, const float *X, int B, double *s1, 
         }
 }
 
+/* Merges B rows with mean mb and M2 q (per dimension) into the statistics (Chan et al.). */
+static void stats_merge(sseg_kmeans_t *km, int B, const double *mb, const double *q) {
+        double decay = pow(km->alpha, (double)B);
+        double wold = km->w * decay, wnew = wold + B;
+        for (int j = 0; j < km->o.dim; j++) {
+                double delta = mb[j] - km->mean[j];
+                km->mean[j] += delta * B / wnew;
+                km->m2[j] = km->m2[j] * decay + q[j] + delta * delta * wold * B / wnew;
+        }
+        km->w = wnew;
+}
+
 /* Merges a batch into the forgetting Welford statistics: old weight decays by alpha^B, the
  * batch's mean and M2 are merged (Chan et al. 1979). One pass over the rows, shifted by the
  * running mean (Welford's shift keeps sum(e^2) - sum(e)^2/B accurate when the shift is near
@@ -350,15 +362,13 @@ static int stats_update(sseg_kmeans_t *km, const float *X, int B) {
         for (int j = 0; j < d; j++)
                 if (!isfinite(s2[j]))
                         return -1;
-        double decay = pow(km->alpha, (double)B);
-        double wold = km->w * decay, wnew = wold + B;
+        double mb[SSEG_KMEANS_MAX_DIM], q[SSEG_KMEANS_MAX_DIM];
         for (int j = 0; j < d; j++) {
-                double mb = sh[j] + s1[j] / B, q = s2[j] - s1[j] * s1[j] / B;
-                double delta = mb - km->mean[j];
-                km->mean[j] += delta * B / wnew;
-                km->m2[j] = km->m2[j] * decay + (q > 0 ? q : 0) + delta * delta * wold * B / wnew;
+                mb[j] = sh[j] + s1[j] / B;
+                q[j] = s2[j] - s1[j] * s1[j] / B;
+                q[j] = q[j] > 0 ? q[j] : 0;
         }
-        km->w = wnew;
+        stats_merge(km, B, mb, q);
         return 0;
 }
 
@@ -808,6 +818,25 @@ out:
 
 /* ---- the batch step ------------------------------------------------------------------------- */
 
+/* The sum of the rows assigned to c in a batch, in original units (m mean + sd sum(z)), from
+ * assign_rows()'s per-centre sums of the standardised rows. */
+static void centre_sum(const sseg_kmeans_t *km, int c, double *sum) {
+        const double *a = km->acc + (size_t)c * km->o.dim;
+        for (int j = 0; j < km->o.dim; j++)
+                sum[j] = km->accn[c] * km->mean[j] + a[j] / km->inv_sd[j];
+}
+
+/* The collapsed mini-batch step of centre c: m rows with the given sum (original units),
+ * after the counts forgot by decay. */
+static void move_centre(sseg_kmeans_t *km, int c, double decay, double m, const double *sum) {
+        double v = km->count[c] * decay, *ce = km->cent + (size_t)c * km->o.dim;
+        if (m > 0)
+                for (int j = 0; j < km->o.dim; j++)
+                        if (isfinite(sum[j]))
+                                ce[j] = (v * ce[j] + sum[j]) / (v + m);
+        km->count[c] = v + (m > 0 ? m : 0);
+}
+
 sseg_err_t sseg_kmeans_observe_batch(sseg_kmeans_t *km, const float *X, int B, int *assign_out,
                                      float *dist_out) {
         if (B < 0 || B > SSEG_KMEANS_MAX_BATCH)
@@ -856,17 +885,10 @@ sseg_err_t sseg_kmeans_observe_batch(sseg_kmeans_t *km, const float *X, int B, i
         km->inertia_den = km->inertia_den * decay + B;
         if (just_init)
                 return SSEG_OK;
+        double sum[SSEG_KMEANS_MAX_DIM];
         for (int c = 0; c < k; c++) {
-                double v = km->count[c] * decay, m = km->accn[c];
-                if (m > 0) {
-                        double *ce = km->cent + (size_t)c * d;
-                        const double *a = km->acc + (size_t)c * d;
-                        /* sum of the rows in original units: m mean + sd sum(z) */
-                        for (int j = 0; j < d; j++)
-                                ce[j] =
-                                    (v * ce[j] + m * km->mean[j] + a[j] / km->inv_sd[j]) / (v + m);
-                }
-                km->count[c] = v + m;
+                centre_sum(km, c, sum);
+                move_centre(km, c, decay, km->accn[c], sum);
         }
         reseed(km, X, B);
         return SSEG_OK;
@@ -1318,12 +1340,13 @@ sseg_err_t sseg_kmeans_contribute(sseg_kmeans_t *km, const float *X, int B, int 
                         sd2 += km->rowd2[i];
                 put_f64(out, sd2);
                 for (int c = 0; c < k; c++) {
+                        /* sums in original units: independent of the standardisation of
+                         * whoever applies them */
+                        double sum[SSEG_KMEANS_MAX_DIM];
+                        centre_sum(km, c, sum);
                         put_f64(out, km->accn[c]);
-                        /* sums in original units (m mean + sd sum z): independent of the
-                         * standardisation of whoever applies them */
                         for (int j = 0; j < d; j++)
-                                put_f64(out, km->accn[c] * km->mean[j] +
-                                                 km->acc[(size_t)c * d + j] / km->inv_sd[j]);
+                                put_f64(out, sum[j]);
                 }
         } else {
                 for (int i = 0; i < B && assign_out; i++)
@@ -1398,13 +1421,7 @@ sseg_err_t sseg_kmeans_apply_stats(sseg_kmeans_t *km, const void *p, size_t n, c
 
         /* 1. standardisation: the batch merged as stats_update() merges one */
         double decay = pow(km->alpha, (double)B);
-        double wold = km->w * decay, wnew = wold + B;
-        for (int j = 0; j < d; j++) {
-                double delta = mb[j] - km->mean[j];
-                km->mean[j] += delta * B / wnew;
-                km->m2[j] = km->m2[j] * decay + q[j] + delta * delta * wold * B / wnew;
-        }
-        km->w = wnew;
+        stats_merge(km, (int)B, mb, q);
         km->version++;
         if (!km->initialized) {
                 /* 2a. the reservoir takes the sample; initialisation as observe_batch() */
@@ -1425,20 +1442,10 @@ sseg_err_t sseg_kmeans_apply_stats(sseg_kmeans_t *km, const void *p, size_t n, c
                 km->inertia_den = km->inertia_den * decay + B;
         }
         for (int c = 0; c < k; c++) {
-                double v = km->count[c] * decay, m = assigned ? get_f64(&rs) : 0;
-                double *ce = km->cent + (size_t)c * d;
-                if (m > 0 && isfinite(m)) {
-                        for (int j = 0; j < d; j++) {
-                                double sum = get_f64(&rs);
-                                if (isfinite(sum))
-                                        ce[j] = (v * ce[j] + sum) / (v + m);
-                        }
-                        km->count[c] = v + m;
-                } else {
-                        if (assigned)
-                                rs.off += 8 * (size_t)d;
-                        km->count[c] = v;
-                }
+                double m = assigned ? get_f64(&rs) : 0, sum[SSEG_KMEANS_MAX_DIM];
+                for (int j = 0; assigned && j < d; j++)
+                        sum[j] = get_f64(&rs);
+                move_centre(km, c, decay, isfinite(m) ? m : 0, sum);
         }
         /* 3. starved centres re-seeded from the sample, D^2-weighted against the moved
          * centres (the applier's own distances: every replica computes the same) */

@@ -175,7 +175,30 @@ sseg_modelsync_t *sseg_modelsync_new(const char *topic, int32_t part, const char
         return m;
 }
 
-/* Assigns partition 0 at the next offset once the topic exists. */
+sseg_modelsync_t *sseg_modelsync_open(sseg_pipeline_t *p, int32_t part, const char *suffix,
+                                      const void *stored, size_t stored_len,
+                                      sseg_modelsync_apply_fn *apply, void *opaque, int *out,
+                                      sseg_err_t *errp, char *errstr, size_t errstr_size) {
+        const char *topic = sseg_pipeline_conf(p)->model_topic;
+        rd_kafka_conf_t *kc = sseg_pipeline_consumer_conf(p, suffix, errstr, errstr_size);
+        if (!kc) {
+                *errp = SSEG_ERR_INVAL;
+                return NULL;
+        }
+        char name[512];
+        sseg_pipeline_instance_name(p, name, sizeof(name));
+        sseg_modelsync_t *m = sseg_modelsync_new(topic, part, name, kc, stored, stored_len, apply,
+                                                 opaque, errp, errstr, errstr_size);
+        if (m && (*out = sseg_pipeline_add_output(p, topic)) < 0) {
+                snprintf(errstr, errstr_size, "model.topic %s: cannot add the output", topic);
+                *errp = SSEG_ERR_KAFKA;
+                sseg_modelsync_destroy(m);
+                return NULL;
+        }
+        return m;
+}
+
+/* Assigns the partition at the next offset once the topic exists. */
 static void try_assign(sseg_modelsync_t *m) {
         m->retry_at = mono_ms() + RETRY_MS;
         rd_kafka_topic_t *t = rd_kafka_topic_new(m->rk, m->topic, NULL);

@@ -34,6 +34,8 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "pipeline.h"
+#include "state.h"
 #include "streamseg/streamseg.h"
 
 #define SSEG_SEG_SYNC_KEY          "msegsync"   /* segmentation's progress */
@@ -43,10 +45,7 @@
 
 typedef struct sseg_modelsync_s sseg_modelsync_t;
 
-typedef struct {
-        int32_t partition;
-        int64_t from, to; /* input offsets [from, to) consumed by the cycle */
-} sseg_modelsync_range_t;
+typedef sseg_offset_range_t sseg_modelsync_range_t; /* state.h */
 
 typedef struct {
         int64_t next_offset; /* the next model-topic offset to apply */
@@ -72,6 +71,14 @@ sseg_modelsync_t *sseg_modelsync_new(const char *topic, int32_t part, const char
                                      sseg_modelsync_apply_fn *apply, void *opaque, sseg_err_t *errp,
                                      char *errstr, size_t errstr_size);
 void sseg_modelsync_destroy(sseg_modelsync_t *m);
+
+/* For a model stage of p: the sync of partition part of conf's model.topic, read by a consumer
+ * with p's Kafka configuration (group "<group.id>.<suffix>"), named by p's instance name,
+ * model.topic registered as p's output (*out). Errors name model.topic. */
+sseg_modelsync_t *sseg_modelsync_open(sseg_pipeline_t *p, int32_t part, const char *suffix,
+                                      const void *stored, size_t stored_len,
+                                      sseg_modelsync_apply_fn *apply, void *opaque, int *out,
+                                      sseg_err_t *errp, char *errstr, size_t errstr_size);
 
 /* Applies the record value v of log offset offset through the callback, or skips it
  * (duplicate, foreign, damaged: counted, with a warning for the last two). Offsets below the

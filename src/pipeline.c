@@ -1269,16 +1269,12 @@ sseg_err_t sseg_pipeline_emit(sseg_pipeline_t *p, int out, const void *key, size
         return sseg_pipeline_emit_to(p, out, RD_KAFKA_PARTITION_UA, key, klen, val, vlen, id);
 }
 
-int sseg_pipeline_cycle_offsets(const sseg_pipeline_t *p, int32_t *parts, int64_t *from,
-                                int64_t *to, int max) {
+int sseg_pipeline_cycle_offsets(const sseg_pipeline_t *p, sseg_offset_range_t *out, int max) {
         int n = 0;
-        for (int i = 0; i < MAX_PARTITIONS && n < max; i++) {
-                if (!p->parts[i].assigned)
-                        continue;
-                parts[n] = i;
-                from[n] = p->parts[i].cycle_from;
-                to[n++] = p->parts[i].meta.next_offset;
-        }
+        for (int i = 0; i < MAX_PARTITIONS && n < max; i++)
+                if (p->parts[i].assigned)
+                        out[n++] = (sseg_offset_range_t){i, p->parts[i].cycle_from,
+                                                         p->parts[i].meta.next_offset};
         return n;
 }
 

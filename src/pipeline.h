@@ -136,8 +136,7 @@ sseg_err_t sseg_pipeline_emit_to(sseg_pipeline_t *p, int out, int32_t partition,
 
 /* The input of the current cycle: per assigned partition, ascending (at most max), the next
  * offset when the cycle began (from) and now (to). Returns how many were written. */
-int sseg_pipeline_cycle_offsets(const sseg_pipeline_t *p, int32_t *parts, int64_t *from,
-                                int64_t *to, int max);
+int sseg_pipeline_cycle_offsets(const sseg_pipeline_t *p, sseg_offset_range_t *out, int max);
 
 /* A consumer configuration as the pipeline's own (kafka.* passed through, no rebalance or
  * statistics callbacks), group.id "<group.id>.<group_suffix>", for a consumer that assigns

@@ -352,9 +352,7 @@ typedef struct {
         sseg_modelsync_t *sync;
         int out_model;
         sseg_buf_t mbuf;
-        int32_t *rparts; /* [MAX_RANGES] scratch of the input ranges of a record */
-        int64_t *rfrom, *rto;
-        sseg_modelsync_range_t *ranges;
+        sseg_offset_range_t *ranges; /* [MAX_RANGES] the input ranges of a record */
         int drop_sync_key; /* a stored SSEG_SEG_SYNC_KEY without the model topic: deleted */
 } stage_t;
 
@@ -407,12 +405,8 @@ static void put_sync(stage_t *s) {
  * read back, as everyone else's). */
 static sseg_err_t contribute(stage_t *s, size_t n, char *errstr, size_t errstr_size) {
         const int D = SSEG_SEGVEC_DIM, K = s->o.k;
-        int32_t *parts = s->rparts;
-        int64_t *from = s->rfrom, *to = s->rto;
-        sseg_modelsync_range_t *r = s->ranges;
-        int nr = sseg_pipeline_cycle_offsets(s->p, parts, from, to, MAX_RANGES);
-        for (int i = 0; i < nr; i++)
-                r[i] = (sseg_modelsync_range_t){parts[i], from[i], to[i]};
+        sseg_offset_range_t *r = s->ranges;
+        int nr = sseg_pipeline_cycle_offsets(s->p, r, MAX_RANGES);
         for (size_t off = 0; off < n; off += SSEG_KMEANS_MAX_BATCH) {
                 int B = (int)(n - off < SSEG_KMEANS_MAX_BATCH ? n - off : SSEG_KMEANS_MAX_BATCH);
                 sseg_buf_reset(&s->mbuf);
@@ -636,9 +630,6 @@ static void stage_destroy(void *opaque) {
         }
         sseg_modelsync_destroy(s->sync);
         sseg_buf_free(&s->mbuf);
-        free(s->rparts);
-        free(s->rfrom);
-        free(s->rto);
         free(s->ranges);
         sseg_kmeans_destroy(s->km);
         sseg_rfm_destroy(s->rfm);
@@ -874,37 +865,21 @@ static sseg_err_t sync_open(stage_t *s, int stored, char *errstr, size_t errstr_
         } else if (!err && !stored) {
                 drop(&v); /* progress of a discarded model: the new one reads from the start */
         }
-        s->rparts = malloc(MAX_RANGES * sizeof(*s->rparts));
-        s->rfrom = malloc(MAX_RANGES * sizeof(*s->rfrom));
-        s->rto = malloc(MAX_RANGES * sizeof(*s->rto));
-        s->ranges = malloc(MAX_RANGES * sizeof(*s->ranges));
-        if (!s->rparts || !s->rfrom || !s->rto || !s->ranges) {
+        if (!(s->ranges = malloc(MAX_RANGES * sizeof(*s->ranges)))) {
                 drop(&v);
                 errf(errstr, errstr_size, "out of memory");
                 return SSEG_ERR_NOMEM;
         }
-        rd_kafka_conf_t *kc = sseg_pipeline_consumer_conf(s->p, "model", errstr, errstr_size);
-        if (!kc) {
-                drop(&v);
-                return SSEG_ERR_INVAL;
-        }
-        char name[512];
-        sseg_pipeline_instance_name(s->p, name, sizeof(name));
-        s->sync = sseg_modelsync_new(conf->model_topic, SSEG_MODELSYNC_PART_KMEANS, name,
-                                     kc, v, v ? vl : 0, apply_kmeans, s, &err, errstr, errstr_size);
+        s->sync = sseg_modelsync_open(s->p, SSEG_MODELSYNC_PART_KMEANS, "model", v, v ? vl : 0,
+                                      apply_kmeans, s, &s->out_model, &err, errstr, errstr_size);
         drop(&v);
         if (!s->sync)
                 return err;
-        if ((s->out_model = sseg_pipeline_add_output(s->p, conf->model_topic)) < 0) {
-                errf(errstr, errstr_size, "model.topic %s: cannot add the output",
-                     conf->model_topic);
-                return SSEG_ERR_KAFKA;
-        }
         sseg_modelsync_stats_t ms;
         sseg_modelsync_get_stats(s->sync, &ms);
         sseg_info("model.topic %s: one model for the group, as instance %s (log "
                   "applied up to offset %lld)",
-                  conf->model_topic, name, (long long)ms.next_offset);
+                  conf->model_topic, sseg_modelsync_name(s->sync), (long long)ms.next_offset);
         return SSEG_OK;
 }
 

@@ -33,6 +33,12 @@ typedef struct {
         int64_t changelog_next;
 } sseg_partmeta_t;
 
+/* Input offsets [from, to) of a partition consumed by a commit cycle (modelsync.h). */
+typedef struct {
+        int32_t partition;
+        int64_t from, to;
+} sseg_offset_range_t;
+
 /* Byte forms shared by RocksDB and the changelog topic (changelog.c). */
 #define SSEG_STATE_META_BYTES 40
 #define SSEG_STATE_PACKED_MAX (4 + LZ4_COMPRESSBOUND(sizeof(sseg_user_t)))

@@ -54,26 +54,21 @@ owners_total() {
   b=$(offsets_total "$2")
   echo $((a + b))
 }
-# caught_up DIR...: every DIR's stored K-means model applied its log to its end
-caught_up() {
-  local end d
-  end=$(log_end 0)
+# caught_up DIR...: every DIR's stored K-means model applied its log (partition 0) to its end;
+# churn_caught_up the same for the churn parameters' log (partition 1)
+log_caught_up() { # PARTITION MODEL DIR...
+  local part=$1 model=$2 end d
+  shift 2
+  end=$(log_end "$part")
   [ -n "$end" ] || return 1
   for d in "$@"; do
-    [ "$(model_field "$d" "m['model_sync']['next_offset']")" = "$end" ] || return 1
+    [ "$(model_field "$d" "m['model_sync']['next_offset']" "$model")" = "$end" ] || return 1
   done
 }
+caught_up() { log_caught_up 0 segments "$@"; }
+churn_caught_up() { log_caught_up 1 churn "$@"; }
 churn_sources() { # instances with a fit on the churn log
   kcat -b "$BOOTSTRAP" -C -t streamseg.model -p 1 -e -q -f '%k\n' 2>/dev/null | sort -u | wc -l
-}
-# churn_caught_up DIR...: the same for the churn parameters' log
-churn_caught_up() {
-  local end d
-  end=$(log_end 1)
-  [ -n "$end" ] || return 1
-  for d in "$@"; do
-    [ "$(model_field "$d" "m['model_sync']['next_offset']" churn)" = "$end" ] || return 1
-  done
 }
 
 # --- 1: two instances, one killed and restarted ------------------------------------------------

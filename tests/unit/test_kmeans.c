@@ -18,26 +18,10 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "trng.h"
 #include "kmeans.h"
 
-/* ---- test data: own PRNG, Gaussians by Box-Muller ------------------------------------------- */
-
-static uint64_t T_rng = 12345;
-
-static uint64_t t_next(void) {
-        uint64_t z = (T_rng += 0x9e3779b97f4a7c15ULL);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-        return z ^ (z >> 31);
-}
-
-static double t_unit(void) {
-        return ((double)(t_next() >> 11) + 0.5) * 0x1.0p-53;
-}
-
-static double t_gauss(void) {
-        return sqrt(-2.0 * log(t_unit())) * cos(2 * M_PI * t_unit());
-}
+/* ---- test data (PRNG: trng.h) ---------------------------------------------------------------- */
 
 /* n rows from a mixture: component i has mean mu[i*d..], sd sigma, weight 1/ncomp. */
 static void mixture(float *X, int n, int d, const double *mu, int ncomp, double sigma, int *label) {
@@ -649,10 +633,7 @@ static void test_quality_oracle(void) {
 }
 
 int main(void) {
-        /* SSEG_TEST_SEED varies the generated data (the checks must hold for any seed) */
-        const char *seed = getenv("SSEG_TEST_SEED");
-        if (seed)
-                T_rng = strtoull(seed, NULL, 10);
+        t_seed(12345); /* SSEG_TEST_SEED varies the data: the checks hold for any seed */
         test_blas_vs_brute(2, 16);
         test_blas_vs_brute(8, 16);
         test_blas_vs_brute(32, 16);

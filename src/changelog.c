@@ -176,8 +176,8 @@ typedef struct {
  * their order (a delete before a put). */
 typedef struct {
         char key[SSEG_CHURN_TIMER_KEY_MAX];
-        uint8_t len; /* key length (<= SSEG_CHURN_TIMER_KEY_MAX, well under 256) */
-        uint8_t put; /* 1 put (empty value), 0 delete */
+        uint8_t len;  /* key length (<= SSEG_CHURN_TIMER_KEY_MAX, well under 256) */
+        uint8_t put;  /* 1 put (empty value), 0 delete */
         uint32_t seq; /* arrival, for a stable order */
 } timop_t;
 
@@ -298,8 +298,8 @@ static sseg_err_t apply(rctx_t *r, const rd_kafka_message_t *m, char *errstr, si
         int64_t prev = 0;
         if (duemap_get(&r->dues, m->key, m->key_len, &prev)) {
                 if (prev > 0 &&
-                    timer_op(r, tk, sseg_churnstage_timer_key(tk, r->part, prev, m->key, m->key_len),
-                             0))
+                    timer_op(r, tk,
+                             sseg_churnstage_timer_key(tk, r->part, prev, m->key, m->key_len), 0))
                         return SSEG_ERR_NOMEM;
         } else if (r->incremental) {
                 char *old = NULL, e[256];
@@ -327,9 +327,9 @@ static sseg_err_t apply(rctx_t *r, const rd_kafka_message_t *m, char *errstr, si
                         db[dl] = '\0';
                         due = strtoll(db, NULL, 10);
                         if (due > 0 &&
-                            timer_op(r, tk,
-                                     sseg_churnstage_timer_key(tk, r->part, due, m->key, m->key_len),
-                                     1))
+                            timer_op(
+                                r, tk,
+                                sseg_churnstage_timer_key(tk, r->part, due, m->key, m->key_len), 1))
                                 return SSEG_ERR_NOMEM;
                 }
         }
@@ -571,8 +571,8 @@ sseg_err_t sseg_changelog_restore_many(sseg_changelog_t *c, const int32_t *parts
                 sseg_info("changelog: %d partitions restored: %llu users in %.2f s (%.0f users/s; "
                           "%.2f s waiting for records, %.2f s applying them, %.2f s of it in "
                           "RocksDB writes)",
-                          nread, (unsigned long long)users, secs, c->stats.last_rate,
-                          t_wait / 1e3, t_apply / 1e3, c->t_write / 1e3);
+                          nread, (unsigned long long)users, secs, c->stats.last_rate, t_wait / 1e3,
+                          t_apply / 1e3, c->t_write / 1e3);
         }
         return SSEG_OK;
 }

@@ -783,10 +783,12 @@ static sseg_err_t refit_apply(stage_t *s, char *errstr, size_t errstr_size) {
                 sseg_modelsync_record_head(&s->buf, NULL, 0);
                 sseg_churnsync_encode(name, ok, &m, &s->buf);
                 snprintf(id, sizeof(id), "%s:fit:%lld", name, (long long)wall_ms());
-                sseg_err_t err = sseg_pipeline_emit_to(s->p, s->out_model, SSEG_MODELSYNC_PART_CHURN,
-                                                       name, strlen(name), s->buf.p, s->buf.len, id);
+                sseg_err_t err =
+                    sseg_pipeline_emit_to(s->p, s->out_model, SSEG_MODELSYNC_PART_CHURN, name,
+                                          strlen(name), s->buf.p, s->buf.len, id);
                 if (err) {
-                        errf(errstr, errstr_size, "publishing the churn fit: %s", sseg_err2str(err));
+                        errf(errstr, errstr_size, "publishing the churn fit: %s",
+                             sseg_err2str(err));
                         sseg_buf_free(&rf->wake);
                         return err;
                 }
@@ -1240,9 +1242,10 @@ static sseg_err_t sync_open(stage_t *s, int stored, char *errstr, size_t errstr_
                         sseg_warn("churn: the stored progress of model.topic is incomplete or "
                                   "damaged: the group's fits are read again from the log's start");
                 else if (stored)
-                        sseg_warn("churn: the stored model was fitted locally, not from model.topic "
-                                  "%s: the prior serves until the group's fits are applied",
-                                  conf->model_topic);
+                        sseg_warn(
+                            "churn: the stored model was fitted locally, not from model.topic "
+                            "%s: the prior serves until the group's fits are applied",
+                            conf->model_topic);
                 uint32_t ver = s->model.version;
                 sseg_churnstage_prior(&s->model, conf);
                 s->model.version = ver;

@@ -18,7 +18,6 @@ static void errf(char *errstr, size_t errstr_size, const char *msg) {
                 snprintf(errstr, errstr_size, "churn fit record: %s", msg);
 }
 
-
 void sseg_churnsync_init(sseg_churnsync_t *t, int64_t stale_ms) {
         memset(t, 0, sizeof(*t));
         t->stale_ms = stale_ms;
@@ -160,8 +159,8 @@ void sseg_churnsync_combine(const sseg_churnsync_t *t, sseg_churn_model_t *m) {
                 m->spend.params = (sseg_gg_params_t){v[0], v[1], v[2]};
 }
 
-sseg_err_t sseg_churnsync_apply(sseg_churnsync_t *t, sseg_churn_model_t *m, const void *p,
-                                size_t n, char *errstr, size_t errstr_size) {
+sseg_err_t sseg_churnsync_apply(sseg_churnsync_t *t, sseg_churn_model_t *m, const void *p, size_t n,
+                                char *errstr, size_t errstr_size) {
         const unsigned char *b = p;
         if (n < 12 || memcmp(b, REC_MAGIC, 4) || sseg_get_le(b + 4, 4) != FORMAT ||
             sseg_get_le(b + n - 4, 4) != sseg_crc32c(b, n - 4)) {

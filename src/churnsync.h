@@ -54,8 +54,8 @@ void sseg_churnsync_encode(const char *name, uint32_t okmask, const sseg_churn_m
  * the oldest fit gives way), stale sources are dropped, and *m gets the combination (its
  * version + 1; kind and unit kept; a part no source fitted keeps m's parameters).
  * SSEG_ERR_MODEL for a damaged payload or one of another kind or unit (nothing changes). */
-sseg_err_t sseg_churnsync_apply(sseg_churnsync_t *t, sseg_churn_model_t *m, const void *p,
-                                size_t n, char *errstr, size_t errstr_size);
+sseg_err_t sseg_churnsync_apply(sseg_churnsync_t *t, sseg_churn_model_t *m, const void *p, size_t n,
+                                char *errstr, size_t errstr_size);
 
 /* The combination of the table into m's parameters (version untouched). */
 void sseg_churnsync_combine(const sseg_churnsync_t *t, sseg_churn_model_t *m);

@@ -1427,8 +1427,7 @@ sseg_err_t sseg_kmeans_apply_stats(sseg_kmeans_t *km, const void *p, size_t n, c
                 /* 2a. the reservoir takes the sample; initialisation as observe_batch() */
                 reservoir_add(km, xs, (int)S);
                 km->seen += B;
-                if (km->seen >= (uint64_t)km->o.init_min_users && km->res_n >= k &&
-                    init_model(km))
+                if (km->seen >= (uint64_t)km->o.init_min_users && km->res_n >= k && init_model(km))
                         return SSEG_ERR_NOMEM;
                 return SSEG_OK;
         }

@@ -42,7 +42,6 @@ static double mono_ms(void) {
         return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-
 /* ---- stored form: "SSSY" v1, next, counters, n x (u32 part, i64 applied_to), crc ---------- */
 
 void sseg_modelsync_serialize(const sseg_modelsync_t *m, sseg_buf_t *out) {
@@ -218,7 +217,8 @@ static void try_assign(sseg_modelsync_t *m) {
                 return;
         }
         if (!err && (md->topic_cnt != 1 || md->topics[0].err))
-                err = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+                err = md->topic_cnt == 1 ? md->topics[0].err
+                                         : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
         if (err) {
                 if (!m->warned++)
                         sseg_warn("model.topic %s [%d]: not available yet (%s; the topic "
@@ -274,8 +274,8 @@ int sseg_modelsync_apply(sseg_modelsync_t *m, int64_t offset, const void *v, siz
         if (n < 12 || memcmp(b, HEAD_MAGIC, 4) || sseg_get_le(b + 4, 4) != HEAD_VER ||
             nr > MAX_PARTS || n < 12 + (size_t)nr * 20) {
                 m->st.foreign++;
-                sseg_warn("model.topic %s offset %lld: not a model record: skipped",
-                          m->topic, (long long)offset);
+                sseg_warn("model.topic %s offset %lld: not a model record: skipped", m->topic,
+                          (long long)offset);
                 return 0;
         }
         const unsigned char *r = b + 12;
@@ -286,8 +286,8 @@ int sseg_modelsync_apply(sseg_modelsync_t *m, int64_t offset, const void *v, siz
                 int64_t to = (int64_t)sseg_get_le(r + i * 20 + 12, 8);
                 if (part >= MAX_PARTS || from > to) {
                         m->st.foreign++;
-                        sseg_warn("model.topic %s offset %lld: bad input range: skipped",
-                                  m->topic, (long long)offset);
+                        sseg_warn("model.topic %s offset %lld: bad input range: skipped", m->topic,
+                                  (long long)offset);
                         return 0;
                 }
                 if (from < to) {
@@ -387,17 +387,16 @@ int32_t sseg_modelsync_partition(const sseg_modelsync_t *m) {
 
 void sseg_modelsync_report(const sseg_modelsync_t *m, const char *model, sseg_buf_t *prom) {
         const sseg_modelsync_stats_t *st = &m->st;
-        sseg_buf_printf(prom,
-                        "streamseg_model_sync_records_total{model=\"%s\",result=\"applied\"} %llu\n"
-                        "streamseg_model_sync_records_total{model=\"%s\",result=\"duplicate\"} %llu\n"
-                        "streamseg_model_sync_records_total{model=\"%s\",result=\"foreign\"} %llu\n"
-                        "streamseg_model_sync_records_total{model=\"%s\",result=\"lost\"} %llu\n"
-                        "streamseg_model_sync_published_total{model=\"%s\"} %llu\n"
-                        "streamseg_model_sync_lag{model=\"%s\"} %lld\n",
-                        model, (unsigned long long)st->applied, model,
-                        (unsigned long long)st->duplicates, model, (unsigned long long)st->foreign,
-                        model, (unsigned long long)st->lost, model,
-                        (unsigned long long)st->published, model,
-                        (long long)(st->end_offset > st->next_offset ? st->end_offset - st->next_offset
-                                                                     : 0));
+        sseg_buf_printf(
+            prom,
+            "streamseg_model_sync_records_total{model=\"%s\",result=\"applied\"} %llu\n"
+            "streamseg_model_sync_records_total{model=\"%s\",result=\"duplicate\"} %llu\n"
+            "streamseg_model_sync_records_total{model=\"%s\",result=\"foreign\"} %llu\n"
+            "streamseg_model_sync_records_total{model=\"%s\",result=\"lost\"} %llu\n"
+            "streamseg_model_sync_published_total{model=\"%s\"} %llu\n"
+            "streamseg_model_sync_lag{model=\"%s\"} %lld\n",
+            model, (unsigned long long)st->applied, model, (unsigned long long)st->duplicates,
+            model, (unsigned long long)st->foreign, model, (unsigned long long)st->lost, model,
+            (unsigned long long)st->published, model,
+            (long long)(st->end_offset > st->next_offset ? st->end_offset - st->next_offset : 0));
 }

@@ -424,8 +424,8 @@ static sseg_err_t contribute(stage_t *s, size_t n, char *errstr, size_t errstr_s
                 const char *name = sseg_modelsync_name(s->sync);
                 char id[600];
                 snprintf(id, sizeof(id), "%s:%u:%zu", name, published_version(s), off);
-                if ((err = sseg_pipeline_emit_to(s->p, s->out_model, SSEG_MODELSYNC_PART_KMEANS, name,
-                                                 strlen(name), s->mbuf.p, s->mbuf.len, id))) {
+                if ((err = sseg_pipeline_emit_to(s->p, s->out_model, SSEG_MODELSYNC_PART_KMEANS,
+                                                 name, strlen(name), s->mbuf.p, s->mbuf.len, id))) {
                         errf(errstr, errstr_size, "publishing batch statistics: %s",
                              sseg_err2str(err));
                         return err;

@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "trng.h"
 #include "kmeans.h"
+#include "trng.h"
 
 /* ---- test data (PRNG: trng.h) ---------------------------------------------------------------- */
 

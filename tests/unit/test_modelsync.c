@@ -22,11 +22,10 @@
 #include <string.h>
 
 #include "check.h"
-#include "trng.h"
 #include "churnsync.h"
 #include "kmeans.h"
 #include "modelsync.h"
-
+#include "trng.h"
 
 #define D 4
 #define K 4
@@ -167,7 +166,8 @@ static void test_equivalence(void) {
         free(X);
 }
 
-/* ---- replicas of one log ---------------------------------------------------------------------- */
+/* ---- replicas of one log ----------------------------------------------------------------------
+ */
 
 typedef struct {
         sseg_buf_t *rec;
@@ -183,7 +183,8 @@ static void log_add(log_t *l, const sseg_buf_t *b) {
         sseg_buf_append(&l->rec[l->n++], b->p, b->len);
 }
 
-static sseg_err_t apply_km(void *opaque, const void *p, size_t n, char *errstr, size_t errstr_size) {
+static sseg_err_t apply_km(void *opaque, const void *p, size_t n, char *errstr,
+                           size_t errstr_size) {
         return sseg_kmeans_apply_stats(opaque, p, n, errstr, errstr_size);
 }
 
@@ -202,8 +203,8 @@ static void test_replicas(void) {
         char e[200];
         for (int i = 0; i < 3; i++) {
                 km[i] = sseg_kmeans_new(&o);
-                ms[i] = sseg_modelsync_new("m", 0, i ? "b" : "a", NULL, NULL, 0, apply_km, km[i], &err, e,
-                                           sizeof(e));
+                ms[i] = sseg_modelsync_new("m", 0, i ? "b" : "a", NULL, NULL, 0, apply_km, km[i],
+                                           &err, e, sizeof(e));
                 CHECK(ms[i] != NULL);
         }
         /* instance 0 owns partition 0 (components 0 and 1 only), instance 1 partition 1
@@ -265,7 +266,8 @@ static void test_replicas(void) {
         sseg_modelsync_destroy(half);
         sseg_kmeans_destroy(kh);
         CHECK_INT_EQ(sseg_kmeans_deserialize(mp.p, mp.len, &o, &kh, e, sizeof(e)), SSEG_OK);
-        half = sseg_modelsync_new("m", 0, "c", NULL, sp.p, sp.len, apply_km, kh, &err, e, sizeof(e));
+        half =
+            sseg_modelsync_new("m", 0, "c", NULL, sp.p, sp.len, apply_km, kh, &err, e, sizeof(e));
         CHECK(half != NULL);
         catch_up(half, &l, l.n);
         CHECK(same_bytes(kh, km[0]));
@@ -284,7 +286,8 @@ static void test_replicas(void) {
         }
 }
 
-/* ---- the duplicate rule and the stored progress ------------------------------------------------ */
+/* ---- the duplicate rule and the stored progress ------------------------------------------------
+ */
 
 static void record(sseg_buf_t *b, sseg_kmeans_t *km, const sseg_modelsync_range_t *r, int nr,
                    int n) {
@@ -382,8 +385,8 @@ static void test_dedup(void) {
         CHECK(strstr(sj.p, "\"input_partitions\":2") != NULL);
         /* damaged progress is refused at start */
         sp.p[10] ^= 1;
-        CHECK(sseg_modelsync_new("m", 0, "a", NULL, sp.p, sp.len, apply_km, km, &err, e, sizeof(e)) ==
-              NULL);
+        CHECK(sseg_modelsync_new("m", 0, "a", NULL, sp.p, sp.len, apply_km, km, &err, e,
+                                 sizeof(e)) == NULL);
         CHECK_INT_EQ(err, SSEG_ERR_MODEL);
 
         sseg_buf_free(&sj);

@@ -704,6 +704,135 @@ void sseg_state_wb_destroy(sseg_state_wb_t *w) {
         free(w);
 }
 
+struct sseg_state_writer_s {
+        sseg_state_t *st;
+        pthread_t thread;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        sseg_state_wb_t **ring; /* depth slots, FIFO from head */
+        sseg_state_wb_t **spare;
+        int depth, head, count, nspare, stop;
+        char *rerr; /* first failed write's RocksDB message (sticky) */
+        double write_ms, wait_ms;
+};
+
+static void *bulk_main(void *arg) {
+        sseg_state_writer_t *wr = arg;
+        pthread_mutex_lock(&wr->mu);
+        for (;;) {
+                while (!wr->count && !wr->stop)
+                        pthread_cond_wait(&wr->cv, &wr->mu);
+                if (!wr->count)
+                        break;
+                sseg_state_wb_t *w = wr->ring[wr->head];
+                int failed = wr->rerr != NULL;
+                pthread_mutex_unlock(&wr->mu);
+                char *rerr = NULL;
+                double t0 = now_ms();
+                if (!failed)
+                        rocksdb_write(wr->st->db, wr->st->wopts, w->b, &rerr);
+                rocksdb_writebatch_clear(w->b);
+                double dt = now_ms() - t0;
+                pthread_mutex_lock(&wr->mu);
+                wr->write_ms += dt;
+                if (rerr && !wr->rerr)
+                        wr->rerr = rerr;
+                else
+                        rocksdb_free(rerr);
+                wr->head = (wr->head + 1) % wr->depth;
+                wr->count--;
+                wr->spare[wr->nspare++] = w;
+                pthread_cond_broadcast(&wr->cv);
+        }
+        pthread_mutex_unlock(&wr->mu);
+        return NULL;
+}
+
+sseg_state_writer_t *sseg_state_writer_start(sseg_state_t *st, int depth, char *errstr,
+                                             size_t errstr_size) {
+        if (sseg_state_flush(st, errstr, errstr_size))
+                return NULL;
+        sseg_state_writer_t *wr = calloc(1, sizeof(*wr));
+        if (wr) {
+                wr->st = st;
+                wr->depth = depth < 1 ? 1 : depth;
+                wr->ring = calloc((size_t)wr->depth, sizeof(*wr->ring));
+                wr->spare = calloc((size_t)wr->depth + 1, sizeof(*wr->spare));
+        }
+        if (!wr || !wr->ring || !wr->spare) {
+                if (wr) {
+                        free(wr->ring);
+                        free(wr->spare);
+                }
+                free(wr);
+                errf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        pthread_mutex_init(&wr->mu, NULL);
+        pthread_cond_init(&wr->cv, NULL);
+        if (pthread_create(&wr->thread, NULL, bulk_main, wr)) {
+                pthread_mutex_destroy(&wr->mu);
+                pthread_cond_destroy(&wr->cv);
+                free(wr->ring);
+                free(wr->spare);
+                free(wr);
+                errf(errstr, errstr_size, "cannot start the state writer thread");
+                return NULL;
+        }
+        return wr;
+}
+
+sseg_err_t sseg_state_writer_submit(sseg_state_writer_t *wr, sseg_state_wb_t **w, char *errstr,
+                                    size_t errstr_size) {
+        pthread_mutex_lock(&wr->mu);
+        if (wr->count == wr->depth) {
+                double t0 = now_ms();
+                while (wr->count == wr->depth)
+                        pthread_cond_wait(&wr->cv, &wr->mu);
+                wr->wait_ms += now_ms() - t0;
+        }
+        if (wr->rerr) {
+                char *copy = strdup(wr->rerr);
+                pthread_mutex_unlock(&wr->mu);
+                rocksdb_writebatch_clear((*w)->b);
+                return rdb_err(copy, "write", errstr, errstr_size);
+        }
+        wr->ring[(wr->head + wr->count) % wr->depth] = *w;
+        wr->count++;
+        pthread_cond_broadcast(&wr->cv);
+        *w = wr->nspare ? wr->spare[--wr->nspare] : NULL;
+        pthread_mutex_unlock(&wr->mu);
+        if (!*w && !(*w = sseg_state_wb_new())) {
+                errf(errstr, errstr_size, "out of memory");
+                return SSEG_ERR_NOMEM;
+        }
+        return SSEG_OK;
+}
+
+sseg_err_t sseg_state_writer_finish(sseg_state_writer_t *wr, double *write_ms, double *wait_ms,
+                                    char *errstr, size_t errstr_size) {
+        if (!wr)
+                return SSEG_OK;
+        pthread_mutex_lock(&wr->mu);
+        wr->stop = 1;
+        pthread_cond_broadcast(&wr->cv);
+        pthread_mutex_unlock(&wr->mu);
+        pthread_join(wr->thread, NULL);
+        sseg_err_t err = wr->rerr ? rdb_err(wr->rerr, "write", errstr, errstr_size) : SSEG_OK;
+        if (write_ms)
+                *write_ms = wr->write_ms;
+        if (wait_ms)
+                *wait_ms = wr->wait_ms;
+        for (int i = 0; i < wr->nspare; i++)
+                sseg_state_wb_destroy(wr->spare[i]);
+        pthread_mutex_destroy(&wr->mu);
+        pthread_cond_destroy(&wr->cv);
+        free(wr->ring);
+        free(wr->spare);
+        free(wr);
+        return err;
+}
+
 sseg_err_t sseg_state_put_now(sseg_state_t *st, const void *k, size_t kl, const void *v, size_t vl,
                               char *errstr, size_t errstr_size) {
         sseg_err_t err = sseg_state_flush(st, errstr, errstr_size);

@@ -145,6 +145,24 @@ sseg_err_t sseg_state_wb_write(sseg_state_t *st, sseg_state_wb_t *w, char *errst
                                size_t errstr_size);
 void sseg_state_wb_destroy(sseg_state_wb_t *w);
 
+/* Direct batches written by a thread of their own, in the order submitted, while the caller
+ * prepares the next ones (a restore overlaps its RocksDB writes with reading the changelog).
+ * A failed write is sticky: the batches after it are dropped, not written, so what is stored
+ * is always a prefix of what was submitted. Nothing else may write the state meanwhile. */
+typedef struct sseg_state_writer_s sseg_state_writer_t;
+/* Waits for the cycle's batch in flight, then starts the thread; at most depth batches wait. */
+sseg_state_writer_t *sseg_state_writer_start(sseg_state_t *st, int depth, char *errstr,
+                                             size_t errstr_size);
+/* Queues *w (waits while depth batches are queued) and puts an empty batch in its place.
+ * Returns the error of an earlier write, if any (the batch is then dropped). */
+sseg_err_t sseg_state_writer_submit(sseg_state_writer_t *wr, sseg_state_wb_t **w, char *errstr,
+                                    size_t errstr_size);
+/* Waits until every queued batch is written, stops the thread, frees the writer; returns the
+ * first write error. *write_ms, *wait_ms (if not NULL): time spent in RocksDB writes and time
+ * callers waited for a free slot. */
+sseg_err_t sseg_state_writer_finish(sseg_state_writer_t *wr, double *write_ms, double *wait_ms,
+                                    char *errstr, size_t errstr_size);
+
 /* Point read of a stored value (not through the cache). *val is malloc'ed: free() it. */
 sseg_err_t sseg_state_read(sseg_state_t *st, const void *k, size_t kl, char **val, size_t *vl,
                            char *errstr, size_t errstr_size);

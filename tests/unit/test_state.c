@@ -1,6 +1,6 @@
 /* state: RocksDB round trip through the write-back cache, atomic commit with partition
  * metadata, layout version check, eviction under the byte bound, partition drop, scans of
- * several ranges from one snapshot. */
+ * several ranges from one snapshot, the background writer (order, prefix after a failure). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,6 +297,63 @@ static void test_dirty_sorted(void) {
         sseg_state_close(st);
 }
 
+/* The writer stores batches in submission order (the last value of a key wins, every batch
+ * lands), with a queue shorter than the batches so that submit waits; a failed write is
+ * sticky and drops what follows. */
+static void test_writer(void) {
+        char err[512];
+        sseg_state_t *st = open_st(64 << 20);
+        CHECK(st != NULL);
+        sseg_state_writer_t *wr = sseg_state_writer_start(st, 2, err, sizeof(err));
+        CHECK(wr != NULL);
+        sseg_state_wb_t *w = sseg_state_wb_new();
+        char k[32], v[32];
+        for (int i = 0; i < 300; i++) {
+                int kl = snprintf(k, sizeof(k), "wr-last"), vl = snprintf(v, sizeof(v), "%d", i);
+                sseg_state_wb_put(w, k, (size_t)kl, v, (size_t)vl);
+                kl = snprintf(k, sizeof(k), "wr-%03d", i);
+                sseg_state_wb_put(w, k, (size_t)kl, v, (size_t)vl);
+                CHECK_INT_EQ(sseg_state_writer_submit(wr, &w, err, sizeof(err)), SSEG_OK);
+                CHECK(w != NULL && sseg_state_wb_count(w) == 0);
+        }
+        double write_ms = -1, wait_ms = -1;
+        CHECK_INT_EQ(sseg_state_writer_finish(wr, &write_ms, &wait_ms, err, sizeof(err)), SSEG_OK);
+        CHECK(write_ms >= 0 && wait_ms >= 0);
+        char *got = NULL;
+        size_t gl = 0;
+        CHECK_INT_EQ(sseg_state_read(st, "wr-last", 7, &got, &gl, err, sizeof(err)), SSEG_OK);
+        CHECK(got && gl == 3 && !memcmp(got, "299", 3));
+        free(got);
+        int present = 0;
+        for (int i = 0; i < 300; i++) {
+                int kl = snprintf(k, sizeof(k), "wr-%03d", i);
+                got = NULL;
+                if (!sseg_state_read(st, k, (size_t)kl, &got, &gl, err, sizeof(err)) && got)
+                        present++;
+                free(got);
+        }
+        CHECK_INT_EQ(present, 300);
+        sseg_state_close(st);
+
+        /* read-only: every write fails; the first error comes back, later batches dropped */
+        st = sseg_state_open(dir, 64 << 20, 1, 0, NULL, err, sizeof(err));
+        CHECK(st != NULL);
+        wr = sseg_state_writer_start(st, 1, err, sizeof(err));
+        CHECK(wr != NULL);
+        sseg_err_t e = SSEG_OK;
+        for (int i = 0; i < 50 && e == SSEG_OK; i++) {
+                sseg_state_wb_put(w, "wr-ro", 5, "x", 1);
+                e = sseg_state_writer_submit(wr, &w, err, sizeof(err));
+        }
+        CHECK_INT_EQ(e, SSEG_ERR_STATE); /* a later submit reports the first failure */
+        CHECK(strstr(err, "RocksDB write failed") != NULL);
+        err[0] = '\0';
+        CHECK_INT_EQ(sseg_state_writer_finish(wr, NULL, NULL, err, sizeof(err)), SSEG_ERR_STATE);
+        CHECK(strstr(err, "RocksDB write failed") != NULL);
+        sseg_state_close(st);
+        sseg_state_wb_destroy(w);
+}
+
 int main(void) {
         snprintf(dir, sizeof(dir), "/tmp/sseg_state_test_%d", (int)getpid());
         test_roundtrip();
@@ -306,6 +363,7 @@ int main(void) {
         test_scan_ranges();
         test_compressed_value();
         test_dirty_sorted();
+        test_writer();
         char cmd[128];
         snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
         if (system(cmd) != 0)

@@ -10,7 +10,11 @@
  * from the cluster, timers recreated, one WriteBatch per cycle. Rate = users restored / wall time.
  * The mock keeps about 5 MB per partition: keep users/partitions under ~15k.
  *
- *   build/bench_restore [--users N] [--partitions P] [--seed S] [--streamseg PATH]
+ * --repeat N restores N times (each into a new empty state.dir, with a new consumer) and
+ * reports every rate and their median: one restore takes well under a second, and its rate
+ * moved by a third between runs on this 2-core machine.
+ *
+ *   build/bench_restore [--users N] [--partitions P] [--repeat N] [--seed S] [--streamseg PATH]
  */
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
@@ -116,9 +120,61 @@ static int produce_user(void *opaque, const char *k, size_t kl, const char *v, s
         return 0;
 }
 
+static int cmp_double(const void *a, const void *b) {
+        double x = *(const double *)a, y = *(const double *)b;
+        return (x > y) - (x < y);
+}
+
+/* One timed restore of every partition into the empty state.dir dst; returns its seconds. */
+static double restore_once(const char *dst, int partitions, const int64_t *next, uint64_t users,
+                           uint64_t *records) {
+        char err[512];
+        sseg_err_t e;
+        sseg_state_t *st = sseg_state_open(dst, 64 << 20, 0, 0, &e, err, sizeof(err));
+        if (!st)
+                die("%s", err);
+        rd_kafka_conf_t *kc = rd_kafka_conf_new();
+        rd_kafka_conf_set(kc, "bootstrap.servers", bootstrap, err, sizeof(err));
+        rd_kafka_conf_set(kc, "group.id", "bench-restore", err, sizeof(err));
+        rd_kafka_conf_set(kc, "queued.max.messages.kbytes", "262144", err, sizeof(err));
+        /* as the pipeline's consumers: a held fetch would delay the next watermark query */
+        rd_kafka_conf_set(kc, "fetch.wait.max.ms", "10", err, sizeof(err));
+        sseg_changelog_t *cl = sseg_changelog_new("bench.changelog", st, kc, err, sizeof(err));
+        if (!cl)
+                die("%s", err);
+        int32_t *ids = calloc((size_t)partitions, sizeof(*ids));
+        sseg_partmeta_t *metas = calloc((size_t)partitions, sizeof(*metas));
+        int *have = calloc((size_t)partitions, sizeof(*have));
+        for (int32_t part = 0; part < partitions; part++) {
+                ids[part] = part;
+                metas[part] = (sseg_partmeta_t){.next_offset = -1, .changelog_next = -1};
+        }
+        double t0 = now_s();
+        /* as on an assignment of every partition */
+        if (sseg_changelog_restore_many(cl, ids, metas, have, partitions, err, sizeof(err)))
+                die("restore: %s", err);
+        double el = now_s() - t0;
+        for (int32_t part = 0; part < partitions; part++)
+                if (!have[part] || metas[part].next_offset != next[part])
+                        die("partition %d restored to offset %lld, expected %lld", part,
+                            (long long)metas[part].next_offset, (long long)next[part]);
+        free(ids);
+        free(metas);
+        free(have);
+        sseg_changelog_stats_t cs;
+        sseg_changelog_get_stats(cl, &cs);
+        if (cs.users != users)
+                die("restored %llu users of %llu", (unsigned long long)cs.users,
+                    (unsigned long long)users);
+        *records = cs.records;
+        sseg_changelog_destroy(cl);
+        sseg_state_close(st);
+        return el;
+}
+
 int main(int argc, char **argv) {
         uint64_t users = 200000, seed = 1;
-        int partitions = 16;
+        int partitions = 16, repeat = 1;
         char self[4096] = "streamseg";
         const char *streamseg = NULL;
         for (int i = 1; i < argc; i++) {
@@ -127,13 +183,15 @@ int main(int argc, char **argv) {
                         users = strtoull(v, NULL, 10), i++;
                 else if (v && !strcmp(argv[i], "--partitions"))
                         partitions = atoi(v), i++;
+                else if (v && !strcmp(argv[i], "--repeat"))
+                        repeat = atoi(v), i++;
                 else if (v && !strcmp(argv[i], "--seed"))
                         seed = strtoull(v, NULL, 10), i++;
                 else if (v && !strcmp(argv[i], "--streamseg"))
                         streamseg = v, i++;
                 else
-                        die("usage: bench_restore [--users N] [--partitions P] [--seed S] "
-                            "[--streamseg PATH]");
+                        die("usage: bench_restore [--users N] [--partitions P] [--repeat N] "
+                            "[--seed S] [--streamseg PATH]");
         }
         if (!streamseg) { /* next to this program, as in build/ */
                 ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 16);
@@ -144,10 +202,11 @@ int main(int argc, char **argv) {
                 }
                 streamseg = self;
         }
-        if (partitions < 1 || partitions > 256 || users < (uint64_t)partitions)
-                die("--partitions 1..256 and --users >= partitions");
-        char src[] = "/tmp/bench-restore-src-XXXXXX", dst[] = "/tmp/bench-restore-dst-XXXXXX";
-        if (!mkdtemp(src) || !mkdtemp(dst))
+        if (partitions < 1 || partitions > 256 || users < (uint64_t)partitions || repeat < 1 ||
+            repeat > 100)
+                die("--partitions 1..256, --users >= partitions, --repeat 1..100");
+        char src[] = "/tmp/bench-restore-src-XXXXXX";
+        if (!mkdtemp(src))
                 die("mkdtemp: %s", strerror(errno));
 
         /* 1. the state to restore */
@@ -217,61 +276,43 @@ int main(int argc, char **argv) {
         rd_kafka_topic_destroy(pp.t);
         rd_kafka_destroy(pp.rk);
 
-        /* 3. timed: restore every partition into an empty state */
-        st = sseg_state_open(dst, 64 << 20, 0, 0, &e, err, sizeof(err));
-        if (!st)
-                die("%s", err);
-        kc = rd_kafka_conf_new();
-        rd_kafka_conf_set(kc, "bootstrap.servers", bootstrap, err, sizeof(err));
-        rd_kafka_conf_set(kc, "group.id", "bench-restore", err, sizeof(err));
-        rd_kafka_conf_set(kc, "queued.max.messages.kbytes", "262144", err, sizeof(err));
-        /* as the pipeline's consumers: a held fetch would delay the next watermark query */
-        rd_kafka_conf_set(kc, "fetch.wait.max.ms", "10", err, sizeof(err));
-        sseg_changelog_t *cl = sseg_changelog_new("bench.changelog", st, kc, err, sizeof(err));
-        if (!cl)
-                die("%s", err);
-        int32_t *ids = calloc((size_t)partitions, sizeof(*ids));
-        sseg_partmeta_t *metas = calloc((size_t)partitions, sizeof(*metas));
-        int *have = calloc((size_t)partitions, sizeof(*have));
-        for (int32_t part = 0; part < partitions; part++) {
-                ids[part] = part;
-                metas[part] = (sseg_partmeta_t){.next_offset = -1, .changelog_next = -1};
+        /* 3. timed: restore every partition into an empty state, --repeat times */
+        double *rates = calloc((size_t)repeat, sizeof(*rates));
+        uint64_t restored = 0, records = 0;
+        for (int rep = 0; rep < repeat; rep++) {
+                char dst[] = "/tmp/bench-restore-dst-XXXXXX";
+                if (!mkdtemp(dst))
+                        die("mkdtemp: %s", strerror(errno));
+                double el = restore_once(dst, partitions, next, pp.users, &records);
+                restored = pp.users;
+                rates[rep] = (double)pp.users / el;
+                printf("bench_restore: run %d: %llu users restored in %.3f s: %.0f users/s\n",
+                       rep + 1, (unsigned long long)pp.users, el, rates[rep]);
+                char cmd[256];
+                snprintf(cmd, sizeof(cmd), "rm -rf %s", dst);
+                if (system(cmd))
+                        fprintf(stderr, "bench_restore: could not remove %s\n", dst);
         }
-        t0 = now_s();
-        /* as on an assignment of every partition */
-        if (sseg_changelog_restore_many(cl, ids, metas, have, partitions, err, sizeof(err)))
-                die("restore: %s", err);
-        for (int32_t part = 0; part < partitions; part++)
-                if (!have[part] || metas[part].next_offset != next[part])
-                        die("partition %d restored to offset %lld, expected %lld", part,
-                            (long long)metas[part].next_offset, (long long)next[part]);
-        free(ids);
-        free(metas);
-        free(have);
-        double el = now_s() - t0;
-        sseg_changelog_stats_t cs;
-        sseg_changelog_get_stats(cl, &cs);
-        if (cs.users != pp.users)
-                die("restored %llu users of %llu", (unsigned long long)cs.users,
-                    (unsigned long long)pp.users);
-        printf("bench_restore: %llu users (%llu changelog records) over %d partitions restored in "
-               "%.2f s: %.0f users/s (target >= 200000)\n"
+        qsort(rates, (size_t)repeat, sizeof(*rates), cmp_double);
+        double median =
+            repeat % 2 ? rates[repeat / 2] : (rates[repeat / 2 - 1] + rates[repeat / 2]) / 2;
+        printf("bench_restore: %llu users (%llu changelog records) over %d partitions: median "
+               "%.0f users/s over %d restores (min %.0f, max %.0f; target >= 200000)\n"
                "method: sseg_changelog_restore_many() over all partitions (as on an assignment) "
-               "from `streamseg mock-kafka` (own "
-               "process) into an empty RocksDB, timers recreated, one WriteBatch per cycle; "
-               "offsets checked against the source state\n",
-               (unsigned long long)cs.users, (unsigned long long)cs.records, partitions, el,
-               (double)cs.users / el);
-        sseg_changelog_destroy(cl);
-        sseg_state_close(st);
+               "from `streamseg mock-kafka` (own process) into an empty RocksDB, timers "
+               "recreated, one WriteBatch per cycle; offsets checked against the source state; "
+               "rate = users / wall time of the call\n",
+               (unsigned long long)restored, (unsigned long long)records, partitions, median,
+               repeat, rates[0], rates[repeat - 1]);
+        free(rates);
         sseg_conf_destroy(c);
         sseg_buf_free(&k);
         sseg_buf_free(&v);
         free(next);
         free(pp.per_part);
         char cmd[256];
-        snprintf(cmd, sizeof(cmd), "rm -rf %s %s", src, dst);
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", src);
         if (system(cmd))
-                fprintf(stderr, "bench_restore: could not remove %s %s\n", src, dst);
+                fprintf(stderr, "bench_restore: could not remove %s\n", src);
         return 0;
 }

@@ -989,13 +989,17 @@ static sseg_err_t stage_cycle(void *opaque, sseg_pipeline_t *p, sseg_entry_t **u
         }
         sseg_entry_t **dirty = sseg_state_dirty(s->st, &n1);
 
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
+                sseg_entry_prefetch(users, i, n);
                 if ((err = score_entry(s, users[i], 0, now_ms, errstr, errstr_size)))
                         return err;
+        }
         /* Loaded by the sweep only (no event of theirs this cycle), in firing order. */
-        for (size_t i = n0; i < n1; i++)
+        for (size_t i = n0; i < n1; i++) {
+                sseg_entry_prefetch(dirty, i, n1);
                 if ((err = score_entry(s, dirty[i], 1, now_ms, errstr, errstr_size)))
                         return err;
+        }
 
         if (s->rf->wake.len)
                 wake_put(s);

@@ -331,6 +331,7 @@ static sseg_err_t emit_profiles(sseg_pipeline_t *p) {
         size_t n;
         sseg_entry_t **dirty = sseg_state_dirty(p->st, &n);
         for (size_t i = 0; i < n; i++) {
+                sseg_entry_prefetch(dirty, i, n);
                 sseg_entry_t *e = dirty[i];
                 const part_t *pt = &p->parts[e->partition];
                 sseg_buf_reset(&p->out);
@@ -341,9 +342,19 @@ static sseg_err_t emit_profiles(sseg_pipeline_t *p) {
                  * cycle reproduces it. No
                  * counter of emitted profiles is kept in the state: it would depend on the
                  * cycle boundaries, and the state must not. */
-                char id[SSEG_USER_ID_MAX + 48];
-                snprintf(id, sizeof(id), "%s:%llu:%d:%u", e->uid, (unsigned long long)e->u.n_events,
-                         (int)e->u.churn_level, (unsigned)e->u.model_version);
+                char id[SSEG_USER_ID_MAX + 48]; /* uid:n_events:churn_level:model_version */
+                size_t il = e->klen;
+                memcpy(id, e->uid, il);
+                id[il++] = ':';
+                il += sseg_fmt_u64(id + il, e->u.n_events);
+                id[il++] = ':';
+                if (e->u.churn_level < 0)
+                        id[il++] = '-';
+                il += sseg_fmt_u64(id + il, (uint64_t)(e->u.churn_level < 0 ? -(int)e->u.churn_level
+                                                                            : e->u.churn_level));
+                id[il++] = ':';
+                il += sseg_fmt_u64(id + il, e->u.model_version);
+                id[il] = '\0';
                 sseg_err_t err = sseg_pipeline_emit(p, SSEG_OUTPUT_PROFILES, e->uid, e->klen,
                                                     p->out.p, p->out.len, id);
                 if (err)

@@ -460,6 +460,7 @@ static sseg_err_t observe(stage_t *s, sseg_entry_t **users, size_t n, int64_t no
         const int D = SSEG_SEGVEC_DIM, K = s->o.k;
         for (size_t i = 0; i < n; i++) {
                 sseg_entry_t *e = users[i];
+                sseg_entry_prefetch(users, i, n);
                 /* "now" is the partition's event time, as for the profile: a replay computes
                  * the same vectors. A user loaded without an event of its partition yet (no
                  * watermark) is taken at its own last event. */
@@ -495,6 +496,8 @@ static sseg_err_t observe(stage_t *s, sseg_entry_t **users, size_t n, int64_t no
         char(*desc)[DESC_MAX] = s->desc;
         int described[SSEG_KMEANS_MAX_K] = {0};
         for (size_t i = 0; i < n; i++) {
+                if (i + SSEG_PREFETCH_AHEAD < n) /* the fields written below */
+                        __builtin_prefetch(&users[i + SSEG_PREFETCH_AHEAD]->u.segment, 1);
                 if (s->assign[i] < 0)
                         continue;
                 sseg_entry_t *e = users[i];
@@ -521,9 +524,11 @@ static sseg_err_t observe(stage_t *s, sseg_entry_t **users, size_t n, int64_t no
                          * version), so user and version name the change; a replay of the
                          * cycle computes the same version. */
                         char id[CHANGE_ID_MAX + 48];
-                        if (!s->sync)
-                                snprintf(id, sizeof(id), "%.*s:%u", (int)e->klen, e->uid, version);
-                        else /* a shared model's version may stay over cycles */
+                        if (!s->sync) { /* uid:version */
+                                memcpy(id, e->uid, e->klen);
+                                id[e->klen] = ':';
+                                id[e->klen + 1 + sseg_fmt_u64(id + e->klen + 1, version)] = '\0';
+                        } else /* a shared model's version may stay over cycles */
                                 snprintf(id, sizeof(id), "%.*s:%u:%llu:%d", (int)e->klen, e->uid,
                                          version, (unsigned long long)u->n_events, to);
                         sseg_segstage_change_t c = {.id = id,

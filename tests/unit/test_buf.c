@@ -1,5 +1,8 @@
-/* test_buf: the JSON number form of sseg_buf_json_double (short, exact round trip). */
+/* test_buf: the JSON number form of sseg_buf_json_double (short, exact round trip) and the
+ * decimal digits of sseg_fmt_u64. */
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,7 +28,22 @@ static void json_double_round_trips(double v) {
         sseg_buf_free(&b);
 }
 
+/* sseg_fmt_u64 against snprintf, at the digit-count boundaries and the extremes */
+static void fmt_u64_matches_printf(void) {
+        const uint64_t v[] = {
+            0, 1, 9, 10, 99, 100, 4294967295u, 4294967296u, 10000000000000000000u, UINT64_MAX};
+        for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+                char got[24], want[24];
+                size_t n = sseg_fmt_u64(got, v[i]);
+                got[n] = '\0';
+                snprintf(want, sizeof(want), "%llu", (unsigned long long)v[i]);
+                CHECK_STR_EQ(got, want);
+                CHECK_INT_EQ((int)n, (int)strlen(want));
+        }
+}
+
 int main(void) {
+        fmt_u64_matches_printf();
         json_double_is(19.99, "19.99");
         json_double_is(0.1, "0.1");
         json_double_is(-3.5, "-3.5");

@@ -21,6 +21,13 @@
  *                  [--mode inproc|e2e|all] [--partitions P] [--streamseg PATH] [--seed S]
  *                  [-X key=value]...   (processor configuration, e.g. -X segments.k=0)
  *                  [--peer no|yes|SCRIPT] [--python PATH]
+ *                  [--repeat N] [-Y key=value]...
+ *
+ * --repeat N runs each in-process measurement N times on the same events and prints the
+ * median. With -Y (options added to -X for a second configuration, e.g. -Y segments.k=0),
+ * the in-process runs alternate between the two configurations, so that both see the same
+ * machine (single runs here differ by 20 % from minute to minute), and the median of the
+ * per-pair ratios is printed: how the model stages' cost is measured (issue 3).
  *
  * --peer yes also runs tools/peer_pipeline.py (the Python/scikit-learn pipeline a data team
  * would write instead) on the raw topic's records after each end-to-end run, and prints
@@ -52,12 +59,17 @@
 
 static const char *xopts[32]; /* -X key=value for the processor, in order */
 static int nxopts;
+static const char *yopts[32]; /* -Y key=value: the second in-process configuration */
+static int nyopts;
 
-static sseg_conf_t *base_conf(const char *state_dir) {
+static sseg_conf_t *conf_with(const char *state_dir, int second) {
         sseg_conf_t *c = sseg_conf_new();
         char err[256];
         for (int i = 0; i < nxopts; i++)
                 if (sseg_conf_set_kv(c, xopts[i], err, sizeof(err)))
+                        die(err);
+        for (int i = 0; second && i < nyopts; i++)
+                if (sseg_conf_set_kv(c, yopts[i], err, sizeof(err)))
                         die(err);
         sseg_conf_set(c, "state.dir", state_dir, err, sizeof(err));
         sseg_conf_set(c, "log.level", getenv("BENCH_LOG") ? getenv("BENCH_LOG") : "warn", err,
@@ -65,12 +77,16 @@ static sseg_conf_t *base_conf(const char *state_dir) {
         return c;
 }
 
+static sseg_conf_t *base_conf(const char *state_dir) {
+        return conf_with(state_dir, 0);
+}
+
 /* --- in-process ------------------------------------------------------------------------- */
 
-static double run_inproc(const events_t *ev, int partitions, uint64_t *users_out, long *peak_kb,
-                         double *out_mb) {
+static double run_inproc(const events_t *ev, int partitions, int second, uint64_t *users_out,
+                         long *peak_kb, double *out_mb) {
         char *dir = mkstate("inproc");
-        sseg_conf_t *c = base_conf(dir);
+        sseg_conf_t *c = conf_with(dir, second);
         sseg_err_t e;
         char err[512];
         sseg_pipeline_t *p = sseg_pipeline_new_offline(c, &e, err, sizeof(err));
@@ -245,7 +261,7 @@ int main(int argc, char **argv) {
         char peer[PATH_MAX + 64] = "";
         uint32_t users = 1000000;
         uint64_t events = 5000000, e2e_events = 600000, seed = 1;
-        int partitions = 32, do_inproc = 1, do_e2e = 1, skews = 3;
+        int partitions = 32, do_inproc = 1, do_e2e = 1, skews = 3, repeat = 1;
         char streamseg[PATH_MAX + 64];
         default_streamseg(streamseg, sizeof(streamseg));
         for (int i = 1; i < argc; i++) {
@@ -266,6 +282,10 @@ int main(int argc, char **argv) {
                         partitions = atoi(v);
                 else if (!strcmp(a, "-X") && nxopts < 32)
                         xopts[nxopts++] = v;
+                else if (!strcmp(a, "-Y") && nyopts < 32)
+                        yopts[nyopts++] = v;
+                else if (!strcmp(a, "--repeat"))
+                        repeat = atoi(v);
                 else if (!strcmp(a, "--peer")) {
                         if (!strcmp(v, "yes"))
                                 snprintf(peer, sizeof(peer), "%s/tools/peer_pipeline.py",
@@ -287,8 +307,10 @@ int main(int argc, char **argv) {
                 }
                 i++;
         }
-        if (users < 1 || events < 1 || e2e_events < 1 || partitions < 1 || partitions > 1024)
-                die("--users, --events, --e2e-events and --partitions (1..1024) need values");
+        if (users < 1 || events < 1 || e2e_events < 1 || partitions < 1 || partitions > 1024 ||
+            repeat < 1 || repeat > 100)
+                die("--users, --events, --e2e-events, --partitions (1..1024) and --repeat "
+                    "(1..100) need values");
         sseg_log_set_level(getenv("BENCH_LOG") ? SSEG_LOG_DEBUG : SSEG_LOG_WARN);
         printf("bench_pipeline: %u users, skews %s; in-process %llu events over %d partitions, "
                "end to end %llu events over %d partitions\n",
@@ -318,8 +340,17 @@ int main(int argc, char **argv) {
                 printf("processor configuration:");
                 for (int i = 0; i < nxopts; i++)
                         printf(" -X %s", xopts[i]);
-                printf("\n\n");
+                printf("\n");
         }
+        if (nyopts) {
+                printf("second in-process configuration (alternating, %d runs each): the above",
+                       repeat);
+                for (int i = 0; i < nyopts; i++)
+                        printf(" -X %s", yopts[i]);
+                printf("\n");
+        }
+        if (nxopts || nyopts)
+                printf("\n");
         fflush(stdout);
 
         if (do_e2e) {
@@ -342,13 +373,34 @@ int main(int argc, char **argv) {
                         gen_events(&ev, users, events, sk, seed);
                         uint64_t touched;
                         long peak;
-                        double out_mb;
-                        double r = run_inproc(&ev, partitions, &touched, &peak, &out_mb);
-                        printf("in-process  %-7s %9.0f events/s  (%zu events, %llu users touched, "
-                               "peak RSS %.0f MB incl. %.0f MB of input in memory, %.0f MB of "
-                               "output encoded)\n",
-                               name, r, ev.n, (unsigned long long)touched, peak / 1024.0,
-                               (double)ev.arena_len / 1e6, out_mb);
+                        double out_mb, ra[100], rb[100], ratio[100];
+                        for (int k = 0; k < repeat; k++) {
+                                for (int second = 0; second <= (nyopts > 0); second++) {
+                                        double r = run_inproc(&ev, partitions, second, &touched,
+                                                              &peak, &out_mb);
+                                        (second ? rb : ra)[k] = r;
+                                        printf("in-process  %-7s %9.0f events/s  (%zu events, "
+                                               "%llu users touched, peak RSS %.0f MB incl. %.0f "
+                                               "MB of input in memory, %.0f MB of output "
+                                               "encoded)%s\n",
+                                               name, r, ev.n, (unsigned long long)touched,
+                                               peak / 1024.0, (double)ev.arena_len / 1e6, out_mb,
+                                               second ? " [-Y]" : "");
+                                        fflush(stdout);
+                                }
+                                if (nyopts)
+                                        ratio[k] = rb[k] / ra[k];
+                        }
+                        if (repeat > 1)
+                                printf("in-process  %-7s median %.0f events/s over %d runs\n", name,
+                                       median_of(ra, repeat), repeat);
+                        if (repeat > 1 && nyopts)
+                                printf("in-process  %-7s median %.0f events/s over %d runs [-Y]\n",
+                                       name, median_of(rb, repeat), repeat);
+                        if (nyopts)
+                                printf("in-process  %-7s -Y / -X: median ratio %.3f over %d "
+                                       "alternating pairs\n",
+                                       name, median_of(ratio, repeat), repeat);
                         fflush(stdout);
                         events_free(&ev);
                 }

@@ -373,4 +373,10 @@ static inline int cmp_double(const void *a, const void *b) {
         double x = *(const double *)a, y = *(const double *)b;
         return x < y ? -1 : x > y;
 }
+
+/* Sorts v[0..n) and returns its median (n >= 1). */
+static inline double median_of(double *v, int n) {
+        qsort(v, (size_t)n, sizeof(*v), cmp_double);
+        return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
 #endif

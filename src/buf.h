@@ -48,6 +48,13 @@ static inline size_t sseg_fmt_u64(char *out, uint64_t v) {
                 out[i] = t[n - 1 - i];
         return n;
 }
+/* The same for a signed value ("-" first; INT64_MIN included). */
+static inline size_t sseg_fmt_i64(char *out, int64_t v) {
+        if (v >= 0)
+                return sseg_fmt_u64(out, (uint64_t)v);
+        out[0] = '-';
+        return 1 + sseg_fmt_u64(out + 1, 0 - (uint64_t)v);
+}
 
 /* Fixed-width integers of stored byte forms and keys (portable across hosts). Keys use
  * big-endian so that their byte order is their numeric order. */

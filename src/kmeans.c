@@ -24,6 +24,17 @@
 #include <emmintrin.h>
 #include <xmmintrin.h>
 #endif
+#if defined(__GNUC__) && defined(__x86_64__)
+/* AVX2 kernels for the segmentation vector's size (dim 16), compiled for AVX2 by function
+ * attribute and chosen at run time (the binary still runs on any x86-64). They make the same
+ * float and double operations in the same order as the SSE2 and scalar paths, so a model
+ * computes the same bits on any path (unit test_simd_same_bits); -ffp-contract=off keeps the
+ * compiler from fusing them. */
+#include <immintrin.h>
+#define SSEG_KM_AVX2 1
+#define AVX2_FN __attribute__((target("avx2")))
+#define AVX2_DIM 16
+#endif
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
@@ -73,6 +84,7 @@ struct sseg_kmeans_s {
         float *g;       /* [CHUNK*k] distances when the caller wants none */
         double *acc;    /* [k*dim] per-centre sums of a batch */
         double *accn;   /* [k] */
+        int avx2;       /* the AVX2 kernels run (the CPU has AVX2 and dim is AVX2_DIM) */
         int *asg;       /* [asg_cap] assignments of a batch */
         float *rowd2;   /* [asg_cap] squared distance to the assigned centre */
         int asg_cap;
@@ -175,6 +187,7 @@ static sseg_kmeans_t *alloc_model(const sseg_kmeans_opts_t *o) {
                 return NULL;
         km->o = *o;
         km->alpha = alpha_of(o->halflife);
+        sseg_kmeans_set_simd(km, 1);
         size_t k = (size_t)o->k, d = (size_t)o->dim;
         km->mean = calloc(d, sizeof(double));
         km->m2 = calloc(d, sizeof(double));
@@ -304,9 +317,40 @@ static double sd_of(const sseg_kmeans_t *km, int j) {
 
 /* Per dimension, the sums of (x - mean) and (x - mean)^2 over the batch, with the running
  * mean as the shift. */
+#ifdef SSEG_KM_AVX2
+/* Rows outer, the 16 dimensions in four registers: four independent sums instead of the SSE2
+ * path's one dependency chain per pair of dimensions; per dimension the same additions in row
+ * order. */
+AVX2_FN static void moments_avx2(const double *sh, const float *X, int B, double *s1, double *s2) {
+        __m256d h[4], a[4], q[4];
+        for (int g = 0; g < 4; g++) {
+                h[g] = _mm256_loadu_pd(sh + 4 * g);
+                a[g] = q[g] = _mm256_setzero_pd();
+        }
+        for (int i = 0; i < B; i++) {
+                const float *x = X + (size_t)i * AVX2_DIM;
+                for (int g = 0; g < 4; g++) {
+                        __m256d e = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + 4 * g)), h[g]);
+                        a[g] = _mm256_add_pd(a[g], e);
+                        q[g] = _mm256_add_pd(q[g], _mm256_mul_pd(e, e));
+                }
+        }
+        for (int g = 0; g < 4; g++) {
+                _mm256_storeu_pd(s1 + 4 * g, a[g]);
+                _mm256_storeu_pd(s2 + 4 * g, q[g]);
+        }
+}
+#endif
+
 static void moments(const sseg_kmeans_t *km, const float *X, int B, double *s1, double *s2) {
         int d = km->o.dim;
         const double *sh = km->mean;
+#ifdef SSEG_KM_AVX2
+        if (km->avx2) {
+                moments_avx2(sh, X, B, s1, s2);
+                return;
+        }
+#endif
         for (int j = 0; j < d; j++)
                 s1[j] = s2[j] = 0;
         int j0 = 0;
@@ -404,10 +448,46 @@ static void prep(sseg_kmeans_t *km) {
 /* z = x * (1/sd) + (-mean/sd) in float, clipped; and |z|^2 per row as four partial sums, lane
  * l summing the dimensions j = l mod 4, added as (p0 + p1) + (p2 + p3). The SSE path and the
  * scalar path do the same float operations in the same order, so they give the same bits. */
+#ifdef SSEG_KM_AVX2
+/* Two rows' halves per register; |z|^2 as the SSE2 path sums it: lanes (0-3) + (4-7), then
+ * + (8-11), + (12-15), then (p0 + p1) + (p2 + p3). */
+AVX2_FN static void standardize_avx2(const float *sa, const float *sb, float c, const float *X,
+                                     int n, float *Z, float *zn2) {
+        __m256 a0 = _mm256_loadu_ps(sa), a1 = _mm256_loadu_ps(sa + 8);
+        __m256 b0 = _mm256_loadu_ps(sb), b1 = _mm256_loadu_ps(sb + 8);
+        __m256 hi = _mm256_set1_ps(c), lo = _mm256_set1_ps(-c);
+        for (int i = 0; i < n; i++) {
+                const float *x = X + (size_t)i * AVX2_DIM;
+                float *z = Z + (size_t)i * AVX2_DIM;
+                __m256 v0 = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(x), a0), b0);
+                __m256 v1 = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8), a1), b1);
+                if (c > 0) {
+                        v0 = _mm256_min_ps(_mm256_max_ps(v0, lo), hi);
+                        v1 = _mm256_min_ps(_mm256_max_ps(v1, lo), hi);
+                }
+                _mm256_storeu_ps(z, v0);
+                _mm256_storeu_ps(z + 8, v1);
+                __m256 s0 = _mm256_mul_ps(v0, v0), s1 = _mm256_mul_ps(v1, v1);
+                __m128 p = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+                p = _mm_add_ps(p, _mm256_castps256_ps128(s1));
+                p = _mm_add_ps(p, _mm256_extractf128_ps(s1, 1));
+                float q[4];
+                _mm_storeu_ps(q, p);
+                zn2[i] = (q[0] + q[1]) + (q[2] + q[3]);
+        }
+}
+#endif
+
 static void standardize_rows(const sseg_kmeans_t *km, const float *X, int n, float *Z, float *zn2) {
         int d = km->o.dim;
         const float *sa = km->sa, *sb = km->sb;
         float c = (float)km->o.zclip;
+#ifdef SSEG_KM_AVX2
+        if (km->avx2) {
+                standardize_avx2(sa, sb, c, X, n, Z, zn2);
+                return;
+        }
+#endif
 #ifdef __SSE2__
         if (d % 4 == 0) { /* the segvec size 16 takes this path */
                 __m128 hi = _mm_set1_ps(c), lo = _mm_set1_ps(-c);
@@ -455,11 +535,67 @@ static void standardize_rows(const sseg_kmeans_t *km, const float *X, int n, flo
  * becomes the Euclidean distances sqrt(max(0, (G + |c|^2) + |z|^2)).
  * SSE path (k a multiple of 4): four rows at a time, 4x4 blocks transposed so that one
  * register holds one centre for four rows; the same float operations as the scalar path. */
+#ifdef SSEG_KM_AVX2
+/* One row at a time, 8 centres per register (k a multiple of 8): the minimum of G + |c|^2 by
+ * lanes and then across them, and the first centre holding it, i.e. the scalar path's first
+ * strict minimum and its value. */
+AVX2_FN static void nearest_rows_avx2(const float *zn2, int n, const float *cn2, int k, float *G,
+                                      int *asg, float *d2min, int want_dist) {
+        const __m256 zero = _mm256_setzero_ps();
+        for (int i = 0; i < n; i++) {
+                float *g = G + (size_t)i * k;
+                __m256 m = _mm256_add_ps(_mm256_loadu_ps(g), _mm256_loadu_ps(cn2));
+                for (int c0 = 8; c0 < k; c0 += 8)
+                        m = _mm256_min_ps(
+                            m, _mm256_add_ps(_mm256_loadu_ps(g + c0), _mm256_loadu_ps(cn2 + c0)));
+                __m128 h = _mm_min_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+                h = _mm_min_ps(h, _mm_movehl_ps(h, h));
+                h = _mm_min_ss(h, _mm_shuffle_ps(h, h, 1));
+                __m256 mv = _mm256_broadcastss_ps(h);
+                /* which centres hold it: one bit each, without a branch per block (which
+                 * block holds the minimum is random, and mispredicted) */
+                int best = 0;
+                for (int b0 = 0; b0 < k; b0 += 64) {
+                        uint64_t bits = 0;
+                        for (int c0 = b0; c0 < k && c0 < b0 + 64; c0 += 8) {
+                                __m256 r = _mm256_add_ps(_mm256_loadu_ps(g + c0),
+                                                         _mm256_loadu_ps(cn2 + c0));
+                                bits |= (uint64_t)(unsigned)_mm256_movemask_ps(
+                                            _mm256_cmp_ps(r, mv, _CMP_EQ_OQ))
+                                        << (c0 - b0);
+                        }
+                        if (bits) {
+                                best = b0 + __builtin_ctzll(bits);
+                                break;
+                        }
+                }
+                float d2 = (g[best] + cn2[best]) + zn2[i];
+                asg[i] = best;
+                d2min[i] = d2 > 0 ? d2 : 0;
+                if (!want_dist)
+                        continue;
+                __m256 zz = _mm256_set1_ps(zn2[i]);
+                for (int c0 = 0; c0 < k; c0 += 8) {
+                        __m256 v = _mm256_add_ps(
+                            _mm256_add_ps(_mm256_loadu_ps(g + c0), _mm256_loadu_ps(cn2 + c0)), zz);
+                        _mm256_storeu_ps(g + c0, _mm256_sqrt_ps(_mm256_max_ps(v, zero)));
+                }
+        }
+}
+#endif
+
 static void nearest(const float *Z, const float *zn2, int n, int d, const float *C,
-                    const float *cn2, int k, float *G, int *asg, float *d2min, int want_dist) {
+                    const float *cn2, int k, float *G, int *asg, float *d2min, int want_dist,
+                    int avx2) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, k, d, -2.0f, Z, d, C, d, 0.0f, G,
                     k);
         int i = 0;
+#ifdef SSEG_KM_AVX2
+        if (avx2 && k % 8 == 0) {
+                nearest_rows_avx2(zn2, n, cn2, k, G, asg, d2min, want_dist);
+                return;
+        }
+#endif
 #ifdef __SSE2__
         if (k % 4 == 0) {
                 __m128 zero = _mm_setzero_ps();
@@ -520,6 +656,21 @@ static void nearest(const float *Z, const float *zn2, int n, int d, const float 
  * Accumulates per-centre sums of the standardised (clipped) rows into acc/accn when acc_on:
  * the update maps them back to original units (mean + z sd), which is the row itself when
  * not clipped. */
+#ifdef SSEG_KM_AVX2
+/* Per-centre sums of standardised rows in double (the same additions as the other paths). */
+AVX2_FN static void accumulate_avx2(const float *Z, const int *asg, int n, double *acc,
+                                    double *accn) {
+        for (int i = 0; i < n; i++) {
+                const float *z = Z + (size_t)i * AVX2_DIM;
+                double *a = acc + (size_t)asg[i] * AVX2_DIM;
+                for (int g = 0; g < AVX2_DIM; g += 4)
+                        _mm256_storeu_pd(a + g, _mm256_add_pd(_mm256_loadu_pd(a + g),
+                                                              _mm256_cvtps_pd(_mm_loadu_ps(z + g))));
+                accn[asg[i]] += 1;
+        }
+}
+#endif
+
 static void assign_rows(sseg_kmeans_t *km, const float *X, int B, int *asg, float *rowd2,
                         float *dist_out, int acc_on) {
         int d = km->o.dim, k = km->o.k;
@@ -528,9 +679,15 @@ static void assign_rows(sseg_kmeans_t *km, const float *X, int B, int *asg, floa
                 standardize_rows(km, X + (size_t)r0 * d, n, km->zb, km->zn2);
                 float *G = dist_out ? dist_out + (size_t)r0 * k : km->g;
                 nearest(km->zb, km->zn2, n, d, km->cz, km->cn2, k, G, asg + r0, rowd2 + r0,
-                        dist_out != NULL);
+                        dist_out != NULL, km->avx2);
                 if (!acc_on)
                         continue;
+#ifdef SSEG_KM_AVX2
+                if (km->avx2) {
+                        accumulate_avx2(km->zb, asg + r0, n, km->acc, km->accn);
+                        continue;
+                }
+#endif
                 for (int i = 0; i < n; i++) {
                         int c = asg[r0 + i];
                         const float *z = km->zb + (size_t)i * d;
@@ -635,7 +792,7 @@ static double lloyd(const float *Z, const float *zn2, int n, int d, int k, float
                         int prev[CHUNK];
                         memcpy(prev, asg + r0, (size_t)m * sizeof(int));
                         nearest(Z + (size_t)r0 * d, zn2 + r0, m, d, C, cn2, k, G, asg + r0, d2 + r0,
-                                0);
+                                0, 0);
                         for (int i = 0; i < m; i++)
                                 changed += prev[i] != asg[r0 + i];
                 }
@@ -1260,6 +1417,15 @@ double sseg_kmeans_inertia(const sseg_kmeans_t *km) {
 int sseg_kmeans_k(const sseg_kmeans_t *km) {
         return km->o.k;
 }
+int sseg_kmeans_set_simd(sseg_kmeans_t *km, int on) {
+        km->avx2 = 0;
+#ifdef SSEG_KM_AVX2
+        km->avx2 = on && km->o.dim == AVX2_DIM && __builtin_cpu_supports("avx2");
+#endif
+        (void)on;
+        return km->avx2;
+}
+
 int sseg_kmeans_dim(const sseg_kmeans_t *km) {
         return km->o.dim;
 }

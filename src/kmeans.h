@@ -146,6 +146,10 @@ double sseg_kmeans_inertia(const sseg_kmeans_t *km);
  * standardised distance to the nearest centre. -1 if not initialised. */
 double sseg_kmeans_objective(sseg_kmeans_t *km, const float *X, int B);
 
+/* Whether the AVX2 kernels run (on by default where the CPU has AVX2 and dim is 16; every path
+ * computes the same bits, so this only changes speed). Returns whether they now run. */
+int sseg_kmeans_set_simd(sseg_kmeans_t *km, int on);
+
 int sseg_kmeans_k(const sseg_kmeans_t *km);
 int sseg_kmeans_dim(const sseg_kmeans_t *km);
 int sseg_kmeans_initialized(const sseg_kmeans_t *km);

@@ -348,10 +348,7 @@ static sseg_err_t emit_profiles(sseg_pipeline_t *p) {
                 id[il++] = ':';
                 il += sseg_fmt_u64(id + il, e->u.n_events);
                 id[il++] = ':';
-                if (e->u.churn_level < 0)
-                        id[il++] = '-';
-                il += sseg_fmt_u64(id + il, (uint64_t)(e->u.churn_level < 0 ? -(int)e->u.churn_level
-                                                                            : e->u.churn_level));
+                il += sseg_fmt_i64(id + il, e->u.churn_level);
                 id[il++] = ':';
                 il += sseg_fmt_u64(id + il, e->u.model_version);
                 id[il] = '\0';

@@ -5,7 +5,8 @@
  *
  * Prints figures and the method; asserts nothing (STYLE.md: benchmarks are programs).
  *
- *   bench_kmeans [--seconds S] [--batches N] [--no-python]
+ *   bench_kmeans [--seconds S] [--batches N] [--no-python] [--no-simd]
+ * (--no-simd: the SSE2/scalar kernels where the default would pick the AVX2 ones)
  */
 #include <math.h>
 #include <stdint.h>
@@ -95,7 +96,7 @@ static double python_rate(const float *X, int nb, int k, double *dflt) {
 
 int main(int argc, char **argv) {
         double seconds = 2.0;
-        int nb = 64, python = 1;
+        int nb = 64, python = 1, simd = 1;
         for (int i = 1; i < argc; i++) {
                 if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
                         seconds = strtod(argv[++i], NULL);
@@ -103,8 +104,10 @@ int main(int argc, char **argv) {
                         nb = (int)strtol(argv[++i], NULL, 10);
                 else if (!strcmp(argv[i], "--no-python"))
                         python = 0;
+                else if (!strcmp(argv[i], "--no-simd"))
+                        simd = 0;
                 else {
-                        fprintf(stderr, "usage: %s [--seconds S] [--batches N] [--no-python]\n",
+                        fprintf(stderr, "usage: %s [--seconds S] [--batches N] [--no-python] [--no-simd]\n",
                                 argv[0]);
                         return 2;
                 }
@@ -144,6 +147,10 @@ int main(int argc, char **argv) {
                 o.feature_version = 0;
                 o.init_min_users = B;
                 sseg_kmeans_t *km = sseg_kmeans_new(&o);
+                int wide = sseg_kmeans_set_simd(km, simd);
+                if (t == 0)
+                        printf("kernels: %s\n", wide ? "AVX2 (the default on this CPU)"
+                                                      : "SSE2/scalar (--no-simd or no AVX2)");
                 double t0 = now_s();
                 sseg_kmeans_observe_batch(km, X, B, asg, dist); /* initialisation */
                 double tinit = now_s() - t0;

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_stats.h"
 #include "changelog.h"
 #include "conf.h"
 #include "gen.h"
@@ -118,11 +119,6 @@ static int produce_user(void *opaque, const char *k, size_t kl, const char *v, s
         pp->per_part[part]++;
         pp->users++;
         return 0;
-}
-
-static int cmp_double(const void *a, const void *b) {
-        double x = *(const double *)a, y = *(const double *)b;
-        return (x > y) - (x < y);
 }
 
 /* One timed restore of every partition into the empty state.dir dst; returns its seconds. */
@@ -293,9 +289,7 @@ int main(int argc, char **argv) {
                 if (system(cmd))
                         fprintf(stderr, "bench_restore: could not remove %s\n", dst);
         }
-        qsort(rates, (size_t)repeat, sizeof(*rates), cmp_double);
-        double median =
-            repeat % 2 ? rates[repeat / 2] : (rates[repeat / 2 - 1] + rates[repeat / 2]) / 2;
+        double median = median_of(rates, repeat); /* sorts rates */
         printf("bench_restore: %llu users (%llu changelog records) over %d partitions: median "
                "%.0f users/s over %d restores (min %.0f, max %.0f; target >= 200000)\n"
                "method: sseg_changelog_restore_many() over all partitions (as on an assignment) "

@@ -42,8 +42,22 @@ static void fmt_u64_matches_printf(void) {
         }
 }
 
+/* sseg_fmt_i64 against snprintf, both signs and both extremes */
+static void fmt_i64_matches_printf(void) {
+        const int64_t v[] = {0, 1, -1, 9, -9, -10, 127, -128, INT64_MAX, INT64_MIN};
+        for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+                char got[24], want[24];
+                size_t n = sseg_fmt_i64(got, v[i]);
+                got[n] = '\0';
+                snprintf(want, sizeof(want), "%lld", (long long)v[i]);
+                CHECK_STR_EQ(got, want);
+                CHECK_INT_EQ((int)n, (int)strlen(want));
+        }
+}
+
 int main(void) {
         fmt_u64_matches_printf();
+        fmt_i64_matches_printf();
         json_double_is(19.99, "19.99");
         json_double_is(0.1, "0.1");
         json_double_is(-3.5, "-3.5");

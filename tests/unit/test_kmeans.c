@@ -3,7 +3,7 @@
  * (K = 2, 8, 32); the forgetting Welford statistics and Sculley's update against the formulas
  * on hand cases; k-means++ determinism for a seed; re-seeding of a starved centre; the
  * hysteresis rule and a jittering user near a boundary; drift followed within the bound set by
- * the half-life (and not faster); the byte form (identical bytes and assignments after a round
+ * the half-life (and not faster); the AVX2 kernels give the SSE2 path's bits; the byte form (identical bytes and assignments after a round
  * trip, restart in the middle of a run, corruption detected); descriptions; and the quality
  * against scikit-learn (tests/oracle/kmeans_oracle.py): final objective within 3% of
  * KMeans(k-means++, n_init=10) and not worse than MiniBatchKMeans.partial_fit on the same
@@ -46,6 +46,57 @@ static sseg_kmeans_opts_t opts(int k, int d) {
 static void serialize(const sseg_kmeans_t *km, sseg_buf_t *b) {
         sseg_buf_reset(b);
         sseg_kmeans_serialize(km, b);
+}
+
+/* ---- the AVX2 kernels compute the SSE2 path's bits ----------------------------------------- */
+
+/* Two models, one on the AVX2 kernels and one on the SSE2/scalar path, fed the same batches
+ * (one of them with a non-finite value, zclip on and off): byte-identical models, assignments
+ * and distances after every batch. Without AVX2 on this CPU both run the same path. */
+static void test_simd_same_bits(int k, double zclip) {
+        const int d = 16, B = 1501, NB = 6;
+        sseg_kmeans_opts_t o = opts(k, d);
+        o.init_min_users = 2000; /* initialised in the second batch, updated after */
+        o.zclip = zclip;
+        sseg_kmeans_t *a = sseg_kmeans_new(&o), *b = sseg_kmeans_new(&o);
+        int wide = sseg_kmeans_set_simd(a, 1);
+        CHECK_INT_EQ(sseg_kmeans_set_simd(b, 0), 0);
+        if (!wide)
+                printf("test_simd_same_bits: no AVX2 on this CPU: both models run one path\n");
+        double mu[6 * 16];
+        for (int i = 0; i < 6 * d; i++)
+                mu[i] = 4.0 * t_gauss();
+        float *X = malloc(sizeof(float) * B * d), *da = malloc(sizeof(float) * B * k),
+              *db = malloc(sizeof(float) * B * k);
+        int *aa = malloc(sizeof(int) * B), *ab = malloc(sizeof(int) * B);
+        sseg_buf_t sa = {0}, sb = {0};
+        for (int bt = 0; bt < NB; bt++) {
+                mixture(X, B, d, mu, 6, 1.0 + bt * 0.3, NULL);
+                if (bt == 3)
+                        X[17] = NAN;
+                CHECK_INT_EQ(sseg_kmeans_observe_batch(a, X, B, aa, da), SSEG_OK);
+                CHECK_INT_EQ(sseg_kmeans_observe_batch(b, X, B, ab, db), SSEG_OK);
+                CHECK(memcmp(aa, ab, sizeof(int) * B) == 0);
+                CHECK(memcmp(da, db, sizeof(float) * B * k) == 0);
+                serialize(a, &sa);
+                serialize(b, &sb);
+                CHECK(sa.len == sb.len && memcmp(sa.p, sb.p, sa.len) == 0);
+        }
+        CHECK(sseg_kmeans_initialized(a));
+        CHECK_INT_EQ(sseg_kmeans_assign(a, X, B, aa, da), SSEG_OK);
+        CHECK_INT_EQ(sseg_kmeans_assign(b, X, B, ab, db), SSEG_OK);
+        CHECK(memcmp(aa, ab, sizeof(int) * B) == 0);
+        CHECK(memcmp(da, db, sizeof(float) * B * k) == 0);
+        CHECK(sseg_kmeans_objective(a, X, B) == sseg_kmeans_objective(b, X, B));
+        sseg_buf_free(&sa);
+        sseg_buf_free(&sb);
+        free(X);
+        free(da);
+        free(db);
+        free(aa);
+        free(ab);
+        sseg_kmeans_destroy(a);
+        sseg_kmeans_destroy(b);
 }
 
 /* ---- BLAS assignment = brute force ---------------------------------------------------------- */
@@ -639,6 +690,9 @@ int main(void) {
         test_blas_vs_brute(32, 16);
         test_blas_vs_brute(8, 12);
         test_blas_vs_brute(7, 5); /* odd k and dim: every tail path */
+        test_simd_same_bits(8, 0);
+        test_simd_same_bits(32, 3);
+        test_simd_same_bits(12, 3); /* k not a multiple of 8: the SSE2 argmin, AVX2 elsewhere */
         test_update_rule();
         test_kmeanspp_deterministic();
         test_reseed();

@@ -35,12 +35,6 @@ static void errf(char *errstr, size_t errstr_size, const char *fmt, ...) {
         va_end(ap);
 }
 
-static double mono_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 sseg_changelog_t *sseg_changelog_new(const char *topic, sseg_state_t *st, rd_kafka_conf_t *kc,
                                      char *errstr, size_t errstr_size) {
         sseg_changelog_t *c = calloc(1, sizeof(*c));
@@ -424,11 +418,11 @@ sseg_err_t sseg_changelog_restore_many(sseg_changelog_t *c, const int32_t *parts
                 prest_t *x = &xs[k];
                 /* Retried while the cluster settles (a leader moving, a broker restarting). */
                 rd_kafka_resp_err_t kerr;
-                double until = mono_ms() + STALL_MS;
+                double until = sseg_mono_ms() + STALL_MS;
                 while ((kerr = rd_kafka_query_watermark_offsets(c->rk, c->topic, parts[k], &x->lo,
                                                                 &x->hi, WATERMARK_MS)) &&
                        kerr != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
-                       kerr != RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED && mono_ms() < until) {
+                       kerr != RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED && sseg_mono_ms() < until) {
                         sseg_warn("state.changelog.topic %s [%d]: watermarks: %s; retrying",
                                   c->topic, parts[k], rd_kafka_err2str(kerr));
                         if (kerr == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
@@ -453,7 +447,7 @@ sseg_err_t sseg_changelog_restore_many(sseg_changelog_t *c, const int32_t *parts
         if (!err && sseg_state_wb_count(clear))
                 err = sseg_state_wb_write(c->st, clear, errstr, errstr_size);
         sseg_state_wb_destroy(clear);
-        double t0 = mono_ms();
+        double t0 = sseg_mono_ms();
         /* Each complete cycle is written by the writer thread while the next records are
          * read and applied (the writes were more than half of a restore's time). */
         if (!err && nread && !(c->wr = sseg_state_writer_start(c->st, 8, errstr, errstr_size)))
@@ -474,11 +468,11 @@ sseg_err_t sseg_changelog_restore_many(sseg_changelog_t *c, const int32_t *parts
         }
         /* All partitions read at once, each record routed to its partition's restore. */
         int left = nread;
-        double last = mono_ms(), t_wait = 0, t_apply = 0, t_write = 0, t_full = 0;
+        double last = sseg_mono_ms(), t_wait = 0, t_apply = 0, t_write = 0, t_full = 0;
         while (!err && left > 0) {
-                double tw = mono_ms();
+                double tw = sseg_mono_ms();
                 ssize_t m = rd_kafka_consume_batch_queue(c->q, 20, c->msgs, BATCH_MAX);
-                double ta = mono_ms();
+                double ta = sseg_mono_ms();
                 t_wait += ta - tw;
                 for (ssize_t i = 0; i < m; i++) {
                         rd_kafka_message_t *msg = c->msgs[i];
@@ -516,10 +510,10 @@ sseg_err_t sseg_changelog_restore_many(sseg_changelog_t *c, const int32_t *parts
                         }
                         rd_kafka_message_destroy(msg);
                 }
-                t_apply += mono_ms() - ta;
+                t_apply += sseg_mono_ms() - ta;
                 if (m > 0) {
-                        last = mono_ms();
-                } else if (mono_ms() - last > STALL_MS) {
+                        last = sseg_mono_ms();
+                } else if (sseg_mono_ms() - last > STALL_MS) {
                         errf(errstr, errstr_size,
                              "state.changelog.topic %s: no record for %d s with %d partitions "
                              "left to restore (records lost to retention?)",
@@ -540,7 +534,7 @@ sseg_err_t sseg_changelog_restore_many(sseg_changelog_t *c, const int32_t *parts
                         errf(errstr, errstr_size, "%s", e2);
                 }
         }
-        double secs = (mono_ms() - t0) / 1e3;
+        double secs = (sseg_mono_ms() - t0) / 1e3;
         uint64_t users = 0;
         for (int k = 0; k < n; k++) {
                 prest_t *x = &xs[k];

@@ -57,12 +57,6 @@ static void errf(char *errstr, size_t errstr_size, const char *fmt, ...) {
         va_end(ap);
 }
 
-static double mono_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 static void offset_key(char *k, int32_t part) {
         k[0] = 'e';
         sseg_put_be32(k + 1, (uint32_t)part);
@@ -134,7 +128,7 @@ sseg_erasure_t *sseg_erasure_new(sseg_pipeline_t *p, rd_kafka_conf_t *kc, int ou
 
 /* Assigns every partition of the topic at its stored offset (the beginning when none). */
 static void try_assign(sseg_erasure_t *x) {
-        x->retry_at = mono_ms() + RETRY_MS;
+        x->retry_at = sseg_mono_ms() + RETRY_MS;
         rd_kafka_topic_t *t = rd_kafka_topic_new(x->rk, x->conf->erasure_topic, NULL);
         const struct rd_kafka_metadata *md = NULL;
         rd_kafka_resp_err_t err =
@@ -177,7 +171,7 @@ static void try_assign(sseg_erasure_t *x) {
 
 void sseg_erasure_poll(sseg_erasure_t *x) {
         if (!x->assigned) {
-                if (mono_ms() >= x->retry_at)
+                if (sseg_mono_ms() >= x->retry_at)
                         try_assign(x);
                 return;
         }

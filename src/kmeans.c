@@ -710,13 +710,22 @@ static void assign_rows(sseg_kmeans_t *km, const float *X, int B, int *asg, floa
 
 /* ---- initialisation: greedy k-means++ + Lloyd on the reservoir ------------------------------ */
 
+/* Four partial sums (lane l: the dimensions j = l mod 4), added as (p0 + p1) + (p2 + p3):
+ * k-means++ computes ~10^5 of these per run, and one chain of dependent additions made
+ * initialisation the largest part of the first cycle with a model. */
 static double sqdist(const float *a, const float *b, int d) {
-        double s = 0;
-        for (int j = 0; j < d; j++) {
+        double p[4] = {0, 0, 0, 0};
+        int j = 0;
+        for (; j + 4 <= d; j += 4)
+                for (int l = 0; l < 4; l++) {
+                        double e = (double)a[j + l] - b[j + l];
+                        p[l] += e * e;
+                }
+        for (; j < d; j++) {
                 double e = (double)a[j] - b[j];
-                s += e * e;
+                p[j & 3] += e * e;
         }
-        return s;
+        return (p[0] + p[1]) + (p[2] + p[3]);
 }
 
 /* Index drawn with probability proportional to w[i] (uniform if all are 0). */
@@ -782,7 +791,7 @@ static void norms(const float *C, int k, int d, float *cn2) {
 /* Lloyd iterations on Z from the centres in C; returns the final objective and leaves the
  * cluster sizes in size[]. An empty cluster takes the row farthest from its centre. */
 static double lloyd(const float *Z, const float *zn2, int n, int d, int k, float *C, float *cn2,
-                    float *G, int *asg, float *d2, double *sum, double *size) {
+                    float *G, int *asg, float *d2, double *sum, double *size, int avx2) {
         double obj = 0;
         for (int it = 0; it < LLOYD_MAX_IT; it++) {
                 norms(C, k, d, cn2);
@@ -792,7 +801,7 @@ static double lloyd(const float *Z, const float *zn2, int n, int d, int k, float
                         int prev[CHUNK];
                         memcpy(prev, asg + r0, (size_t)m * sizeof(int));
                         nearest(Z + (size_t)r0 * d, zn2 + r0, m, d, C, cn2, k, G, asg + r0, d2 + r0,
-                                0, 0);
+                                0, avx2);
                         for (int i = 0; i < m; i++)
                                 changed += prev[i] != asg[r0 + i];
                 }
@@ -853,7 +862,7 @@ static int init_model(sseg_kmeans_t *km) {
         for (int run = 0; run < KMPP_RUNS; run++) {
                 kmeanspp(km->rng, Z, n, d, k, C, dmin);
                 memset(asg, 0, (size_t)n * sizeof(int));
-                double obj = lloyd(Z, zn2, n, d, k, C, cn2, G, asg, d2, sum, size);
+                double obj = lloyd(Z, zn2, n, d, k, C, cn2, G, asg, d2, sum, size, km->avx2);
                 if (obj < best) {
                         best = obj;
                         memcpy(Cbest, C, (size_t)k * d * sizeof(float));

@@ -9,6 +9,8 @@
 #ifndef SSEG_LOG_H
 #define SSEG_LOG_H
 
+#include <time.h>
+
 typedef enum { SSEG_LOG_DEBUG = 0, SSEG_LOG_INFO, SSEG_LOG_WARN, SSEG_LOG_ERROR } sseg_log_level_t;
 
 typedef enum { SSEG_LOG_TEXT = 0, SSEG_LOG_LOGFMT, SSEG_LOG_JSON } sseg_log_format_t;
@@ -25,4 +27,11 @@ void sseg_log_src(int level, const char *src, const char *fmt, ...)
 #define sseg_info(...)  sseg_log(SSEG_LOG_INFO, __VA_ARGS__)
 #define sseg_warn(...)  sseg_log(SSEG_LOG_WARN, __VA_ARGS__)
 #define sseg_error(...) sseg_log(SSEG_LOG_ERROR, __VA_ARGS__)
+
+/* Monotonic milliseconds: the durations the log lines report. */
+static inline double sseg_mono_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
 #endif

@@ -36,12 +36,6 @@ struct sseg_modelsync_s {
         sseg_modelsync_stats_t st;
 };
 
-static double mono_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* ---- stored form: "SSSY" v1, next, counters, n x (u32 part, i64 applied_to), crc ---------- */
 
 void sseg_modelsync_serialize(const sseg_modelsync_t *m, sseg_buf_t *out) {
@@ -199,7 +193,7 @@ sseg_modelsync_t *sseg_modelsync_open(sseg_pipeline_t *p, int32_t part, const ch
 
 /* Assigns the partition at the next offset once the topic exists. */
 static void try_assign(sseg_modelsync_t *m) {
-        m->retry_at = mono_ms() + RETRY_MS;
+        m->retry_at = sseg_mono_ms() + RETRY_MS;
         rd_kafka_topic_t *t = rd_kafka_topic_new(m->rk, m->topic, NULL);
         const struct rd_kafka_metadata *md = NULL;
         rd_kafka_resp_err_t err =
@@ -334,7 +328,7 @@ int sseg_modelsync_poll(sseg_modelsync_t *m) {
         if (!m->rk)
                 return 0;
         if (!m->assigned) {
-                if (mono_ms() >= m->retry_at && !m->fatal[0])
+                if (sseg_mono_ms() >= m->retry_at && !m->fatal[0])
                         try_assign(m);
                 if (!m->assigned)
                         return 0;

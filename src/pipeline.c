@@ -99,12 +99,6 @@ struct sseg_pipeline_s {
 const double sseg_cycle_buckets[SSEG_CYCLE_BUCKETS] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, INFINITY};
 
-static double mono_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 static void errf(char *errstr, size_t errstr_size, const char *fmt, ...) {
         if (!errstr || !errstr_size)
                 return;
@@ -280,13 +274,13 @@ static sseg_err_t produce(sseg_pipeline_t *p, rd_kafka_topic_t *rkt, int32_t par
 static sseg_err_t deliver_outputs(sseg_pipeline_t *p) {
         if (p->offline)
                 return SSEG_OK;
-        double t0 = mono_ms(), warned = t0;
+        double t0 = sseg_mono_ms(), warned = t0;
         while (rd_kafka_outq_len(p->producer) > 0) {
                 rd_kafka_flush(p->producer, 200);
                 if (p->stop && *p->stop >= 2)
                         return SSEG_ERR_TIMEOUT;
-                if (mono_ms() - warned > 10000) {
-                        warned = mono_ms();
+                if (sseg_mono_ms() - warned > 10000) {
+                        warned = sseg_mono_ms();
                         sseg_warn("waiting %.0f s for %d output records to be delivered "
                                   "(cluster unreachable?)",
                                   (warned - t0) / 1e3, rd_kafka_outq_len(p->producer));
@@ -403,7 +397,7 @@ static sseg_err_t run_stages(sseg_pipeline_t *p) {
 }
 
 static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
-        double t0 = mono_ms();
+        double t0 = sseg_mono_ms();
         sseg_err_t err;
         if (p->clog)
                 snprintf(p->cycle_tag, sizeof(p->cycle_tag), "%llx-%llu",
@@ -418,7 +412,7 @@ static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
         }
         if ((err = run_stages(p)))
                 return err;
-        double t_stages = mono_ms();
+        double t_stages = sseg_mono_ms();
         size_t ndirty;
         sseg_entry_t **dirty = sseg_state_dirty(p->st, &ndirty);
         if (p->clog) {
@@ -458,7 +452,7 @@ static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
                                          SSEG_CHANGELOG_META_KEY_LEN, mv, sizeof(mv), 0)))
                         return err;
         }
-        double t_emit = mono_ms();
+        double t_emit = sseg_mono_ms();
         if ((err = deliver_outputs(p))) {
                 if (err == SSEG_ERR_TIMEOUT)
                         p->aborted = 1;
@@ -471,7 +465,7 @@ static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
          * the local WriteBatch (a crash in between is caught up from the changelog) */
         if ((err = txn_commit(p, ids, metas, n)))
                 return err;
-        double t_deliver = mono_ms();
+        double t_deliver = sseg_mono_ms();
         char msg[512];
         if ((err = sseg_state_commit(p->st, ids, metas, n, msg, sizeof(msg)))) {
                 set_fatal(p, err, msg);
@@ -491,7 +485,7 @@ static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
                 rd_kafka_topic_partition_list_destroy(offs);
         }
         p->stats.cycles++;
-        p->stats.last_cycle_ms = mono_ms() - t0;
+        p->stats.last_cycle_ms = sseg_mono_ms() - t0;
         double secs = p->stats.last_cycle_ms / 1e3;
         int bkt = 0;
         while (bkt < SSEG_CYCLE_BUCKETS - 1 && secs > sseg_cycle_buckets[bkt])
@@ -501,8 +495,8 @@ static sseg_err_t commit_cycle(sseg_pipeline_t *p) {
         sseg_debug("cycle: %zu users, %d partitions committed in %.1f ms (stages %.1f, profiles "
                    "%.1f, delivery %.1f, WriteBatch %.1f)",
                    ndirty, n, p->stats.last_cycle_ms, t_stages - t0, t_emit - t_stages,
-                   t_deliver - t_emit, mono_ms() - t_deliver);
-        p->cycle_start = mono_ms();
+                   t_deliver - t_emit, sseg_mono_ms() - t_deliver);
+        p->cycle_start = sseg_mono_ms();
         p->cycle_records = 0;
         return SSEG_OK;
 }
@@ -921,7 +915,7 @@ sseg_err_t sseg_pipeline_feed(sseg_pipeline_t *p, int32_t partition, int64_t off
                                 .key_len = klen,
                                 .payload = (void *)val,
                                 .len = vlen};
-        double now = mono_ms();
+        double now = sseg_mono_ms();
         process(p, &m, now);
         if (!p->fatal && (p->cycle_records >= (uint64_t)p->conf->commit_max_events ||
                           now - p->cycle_start >= (double)p->conf->commit_interval_ms ||
@@ -955,7 +949,7 @@ static sseg_pipeline_t *pipeline_new(const sseg_conf_t *conf, int offline, sseg_
         }
         p->conf = conf;
         p->offline = offline;
-        p->cycle_start = mono_ms();
+        p->cycle_start = sseg_mono_ms();
         sseg_buf_init(&p->out);
         sseg_buf_init(&p->kstats[0]);
         sseg_buf_init(&p->kstats[1]);
@@ -1161,11 +1155,11 @@ static void progress(sseg_pipeline_t *p, double now) {
 sseg_err_t sseg_pipeline_run(sseg_pipeline_t *p, volatile sig_atomic_t *stop, char *errstr,
                              size_t errstr_size) {
         p->stop = stop;
-        p->cycle_start = mono_ms();
+        p->cycle_start = sseg_mono_ms();
         size_t batch = (size_t)p->conf->consume_batch_size;
         while (!*stop && !p->fatal) {
                 ssize_t n = rd_kafka_consume_batch_queue(p->cq, 100, p->msgs, batch);
-                double now = mono_ms();
+                double now = sseg_mono_ms();
                 if (n < 0) {
                         sseg_warn("consume failed: %s", rd_kafka_err2str(rd_kafka_last_error()));
                         n = 0;

@@ -330,6 +330,11 @@ void sseg_segstage_stats_encode(const sseg_kmeans_t *km, int c, const sseg_segst
 /* ---- the stage ------------------------------------------------------------------------------ */
 
 typedef struct {
+        uint16_t slot[SSEG_RFM__CNT];
+        uint16_t buyer; /* 0: never bought, tiers 0/0/0 */
+} rslot_t;
+
+typedef struct {
         sseg_pipeline_t *p;
         const sseg_conf_t *conf;
         sseg_state_t *st;
@@ -343,11 +348,13 @@ typedef struct {
         /* per-cycle scratch, grown as needed */
         float *X, *dist;
         int *assign;
+        rslot_t *rslot; /* the users' RFM sketch slots (sseg_rfm_add), scored after the loop */
         size_t cap;
         sseg_buf_t buf;
         char desc[SSEG_KMEANS_MAX_K][DESC_MAX]; /* descriptions of the cycle's entered segments */
         /* totals for the log */
         uint64_t changes, first_assignments, stats_records;
+        double ms_vectors, ms_kmeans, ms_changes; /* the last observe()'s phases (debug log) */
         /* model.topic: one model for the group (modelsync.h); NULL: a local model */
         sseg_modelsync_t *sync;
         int out_model;
@@ -371,9 +378,12 @@ static int grow(stage_t *s, size_t n) {
         if (dist)
                 s->dist = dist;
         int *assign = dist ? realloc(s->assign, cap * sizeof(int)) : NULL;
-        if (!assign)
+        if (assign)
+                s->assign = assign;
+        rslot_t *rs = assign ? realloc(s->rslot, cap * sizeof(*rs)) : NULL;
+        if (!rs)
                 return -1;
-        s->assign = assign;
+        s->rslot = rs;
         s->cap = cap;
         return 0;
 }
@@ -450,6 +460,17 @@ static void put_laststats(stage_t *s) {
                              s->buf.len);
 }
 
+/* A user's value tiers from its RFM slots, scored against the sketches with the whole cycle's
+ * buyers in. */
+static void set_tiers(stage_t *s, sseg_user_t *u, const rslot_t *r) {
+        uint8_t tiers[SSEG_RFM__CNT] = {0, 0, 0};
+        if (r->buyer)
+                sseg_rfm_tiers(s->rfm, r->slot, tiers);
+        u->rfm_r = tiers[SSEG_RFM_R];
+        u->rfm_f = tiers[SSEG_RFM_F];
+        u->rfm_m = tiers[SSEG_RFM_M];
+}
+
 /* Learns from the cycle's users and moves them; emits their changes. */
 static sseg_err_t observe(stage_t *s, sseg_entry_t **users, size_t n, int64_t now_ms, char *errstr,
                           size_t errstr_size) {
@@ -458,6 +479,8 @@ static sseg_err_t observe(stage_t *s, sseg_entry_t **users, size_t n, int64_t no
                 return SSEG_ERR_NOMEM;
         }
         const int D = SSEG_SEGVEC_DIM, K = s->o.k;
+        double t0 = sseg_mono_ms();
+        s->ms_kmeans = s->ms_changes = 0;
         for (size_t i = 0; i < n; i++) {
                 sseg_entry_t *e = users[i];
                 sseg_entry_prefetch(users, i, n);
@@ -470,12 +493,10 @@ static sseg_err_t observe(stage_t *s, sseg_entry_t **users, size_t n, int64_t no
                 sseg_derived_t d;
                 sseg_features_derive(&e->u, now, &d);
                 sseg_segvec_from_derived(&e->u, &d, s->X + i * D);
-                uint8_t tiers[SSEG_RFM__CNT];
-                sseg_rfm_observe(s->rfm, &e->u, &d, tiers);
-                e->u.rfm_r = tiers[SSEG_RFM_R];
-                e->u.rfm_f = tiers[SSEG_RFM_F];
-                e->u.rfm_m = tiers[SSEG_RFM_M];
+                s->rslot[i].buyer = (uint16_t)sseg_rfm_add(s->rfm, &e->u, &d, s->rslot[i].slot);
         }
+        double t1 = sseg_mono_ms();
+        s->ms_vectors = t1 - t0;
         for (size_t off = 0; off < n && !s->sync; off += SSEG_KMEANS_MAX_BATCH) {
                 int B = (int)(n - off < SSEG_KMEANS_MAX_BATCH ? n - off : SSEG_KMEANS_MAX_BATCH);
                 sseg_err_t err = sseg_kmeans_observe_batch(
@@ -490,14 +511,28 @@ static sseg_err_t observe(stage_t *s, sseg_entry_t **users, size_t n, int64_t no
                 if (err)
                         return err;
         }
-        if (!sseg_kmeans_initialized(s->km))
-                return SSEG_OK; /* every assign is -1: nobody has a segment yet */
+        double t2 = sseg_mono_ms();
+        s->ms_kmeans = t2 - t1;
+        if (!sseg_kmeans_initialized(s->km)) { /* every assign is -1: nobody has a segment yet */
+                for (size_t i = 0; i < n; i++) {
+                        if (i + SSEG_PREFETCH_AHEAD < n)
+                                __builtin_prefetch(&users[i + SSEG_PREFETCH_AHEAD]->u.rfm_r, 1);
+                        set_tiers(s, &users[i]->u, &s->rslot[i]);
+                }
+                return SSEG_OK;
+        }
         uint32_t version = published_version(s);
         char(*desc)[DESC_MAX] = s->desc;
         int described[SSEG_KMEANS_MAX_K] = {0};
         for (size_t i = 0; i < n; i++) {
-                if (i + SSEG_PREFETCH_AHEAD < n) /* the fields written below */
-                        __builtin_prefetch(&users[i + SSEG_PREFETCH_AHEAD]->u.segment, 1);
+                if (i + SSEG_PREFETCH_AHEAD < n) { /* the lines read and written below */
+                        sseg_entry_t *ea = users[i + SSEG_PREFETCH_AHEAD];
+                        __builtin_prefetch(&ea->u.segment, 1);
+                        __builtin_prefetch(&ea->u.last_ts);
+                        __builtin_prefetch(ea->uid); /* the change's key and id */
+                        __builtin_prefetch(ea->uid + SSEG_USER_ID_MAX);
+                }
+                set_tiers(s, &users[i]->u, &s->rslot[i]);
                 if (s->assign[i] < 0)
                         continue;
                 sseg_entry_t *e = users[i];
@@ -557,6 +592,7 @@ static sseg_err_t observe(stage_t *s, sseg_entry_t **users, size_t n, int64_t no
                 u->segment_dist = row[u->segment];
                 u->model_version = version;
         }
+        s->ms_changes = sseg_mono_ms() - t2;
         return SSEG_OK;
 }
 
@@ -597,8 +633,14 @@ static sseg_err_t stage_cycle(void *opaque, sseg_pipeline_t *p, sseg_entry_t **u
                 errf(errstr, errstr_size, "%s", sseg_modelsync_fatal(s->sync));
                 return SSEG_ERR_INVAL;
         }
+        uint64_t changes0 = s->changes;
         if (n && (err = observe(s, users, n, now_ms, errstr, errstr_size)))
                 return err;
+        if (n)
+                sseg_debug("segments: %zu users in %.1f ms (vectors and value tiers %.1f, K-means "
+                           "%.1f, %llu changes %.1f)",
+                           n, s->ms_vectors + s->ms_kmeans + s->ms_changes, s->ms_vectors,
+                           s->ms_kmeans, (unsigned long long)(s->changes - changes0), s->ms_changes);
         if (n || applied) {
                 put_model(s);
                 put_counters(s);
@@ -642,6 +684,7 @@ static void stage_destroy(void *opaque) {
         free(s->X);
         free(s->dist);
         free(s->assign);
+        free(s->rslot);
         sseg_buf_free(&s->buf);
         free(s);
 }

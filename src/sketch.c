@@ -109,7 +109,17 @@ double sseg_sketch_quantile(const sseg_sketch_t *sk, double q) {
         return value_of(quantile_slot(sk, q));
 }
 
+static int quintile_of_slot(sseg_sketch_t *sk, int s);
+
 int sseg_sketch_quintile(sseg_sketch_t *sk, double x) {
+        if (!(sk->total > 0))
+                return 0;
+        return quintile_of_slot(sk, slot_of(x));
+}
+
+/* The quintile (1..5) of the values in slot s; the 20/40/60/80% slots are recomputed (a pass
+ * over the slots) only after an addition. */
+static int quintile_of_slot(sseg_sketch_t *sk, int s) {
         if (!(sk->total > 0))
                 return 0;
         if (sk->dirty) {
@@ -128,7 +138,7 @@ int sseg_sketch_quintile(sseg_sketch_t *sk, double x) {
                         sk->qs[qi++] = last;
                 sk->dirty = 0;
         }
-        int s = slot_of(x), score = 1;
+        int score = 1;
         for (int i = 0; i < 4; i++)
                 score += s > sk->qs[i];
         return score;
@@ -295,6 +305,28 @@ void sseg_rfm_observe(sseg_rfm_t *rfm, const sseg_user_t *u, const sseg_derived_
         for (int i = 0; i < SSEG_RFM__CNT; i++)
                 sseg_sketch_add(rfm->sk[i], v[i]);
         score(rfm, v, out);
+}
+
+int sseg_rfm_add(sseg_rfm_t *rfm, const sseg_user_t *u, const sseg_derived_t *d,
+                 uint16_t slots[SSEG_RFM__CNT]) {
+        double v[SSEG_RFM__CNT];
+        if (!sseg_rfm_values(u, d, v))
+                return 0;
+        for (int i = 0; i < SSEG_RFM__CNT; i++) {
+                sseg_sketch_add(rfm->sk[i], v[i]);
+                slots[i] = (uint16_t)slot_of(v[i]);
+        }
+        return 1;
+}
+
+void sseg_rfm_tiers(sseg_rfm_t *rfm, const uint16_t slots[SSEG_RFM__CNT],
+                    uint8_t out[SSEG_RFM__CNT]) {
+        for (int i = 0; i < SSEG_RFM__CNT; i++) {
+                int s = quintile_of_slot(rfm->sk[i], slots[i]);
+                if (i == SSEG_RFM_R && s > 0) /* recency: fewer days is better */
+                        s = 6 - s;
+                out[i] = (uint8_t)s;
+        }
 }
 
 void sseg_rfm_score(sseg_rfm_t *rfm, const sseg_user_t *u, const sseg_derived_t *d,

@@ -80,6 +80,16 @@ int sseg_rfm_values(const sseg_user_t *u, const sseg_derived_t *d, double out[SS
 void sseg_rfm_observe(sseg_rfm_t *rfm, const sseg_user_t *u, const sseg_derived_t *d,
                       uint8_t out[SSEG_RFM__CNT]);
 
+/* The same for a whole cycle, in two steps: sseg_rfm_add() takes a buyer's values in and
+ * returns their sketch slots (0 for a user who never bought: nothing added, slots untouched);
+ * once every buyer of the cycle is in, sseg_rfm_tiers() scores slots against the sketches.
+ * So a cycle's buyers are scored against one population (the quantiles are computed once per
+ * cycle, not once per buyer); each tier equals sseg_rfm_score() after the last addition. */
+int sseg_rfm_add(sseg_rfm_t *rfm, const sseg_user_t *u, const sseg_derived_t *d,
+                 uint16_t slots[SSEG_RFM__CNT]);
+void sseg_rfm_tiers(sseg_rfm_t *rfm, const uint16_t slots[SSEG_RFM__CNT],
+                    uint8_t out[SSEG_RFM__CNT]);
+
 /* Scores without adding. */
 void sseg_rfm_score(sseg_rfm_t *rfm, const sseg_user_t *u, const sseg_derived_t *d,
                     uint8_t out[SSEG_RFM__CNT]);

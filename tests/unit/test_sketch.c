@@ -178,6 +178,43 @@ static void customer(sseg_user_t *u, sseg_derived_t *d, int orders, double reven
         d->purchase_recency_days = days_since_purchase;
 }
 
+/* A cycle's two steps (sseg_rfm_add for every buyer, then sseg_rfm_tiers) score each buyer as
+ * sseg_rfm_score does once all are in; a never-buyer adds nothing. With forgetting on, so
+ * that the weights grow. */
+static void test_rfm_cycle(void) {
+        sseg_rfm_t *rfm = sseg_rfm_new(500);
+        sseg_user_t u;
+        sseg_derived_t d;
+        enum { N = 700 };
+        static uint16_t slots[N][3];
+        static int buyer[N];
+        for (int cyc = 0; cyc < 3; cyc++) {
+                for (int i = 0; i < N; i++) {
+                        int orders = i % 11; /* 0: a never-buyer */
+                        customer(&u, &d, orders, orders ? 5.0 + (i * 7919 + cyc * 13) % 2000 : 0,
+                                 orders ? (double)((i * 31 + cyc) % 300) : -1);
+                        buyer[i] = sseg_rfm_add(rfm, &u, &d, slots[i]);
+                        CHECK_INT_EQ(buyer[i], orders > 0);
+                }
+                int diff = 0, scored = 0;
+                for (int i = 0; i < N; i++) {
+                        int orders = i % 11;
+                        customer(&u, &d, orders, orders ? 5.0 + (i * 7919 + cyc * 13) % 2000 : 0,
+                                 orders ? (double)((i * 31 + cyc) % 300) : -1);
+                        uint8_t want[3], got[3] = {0, 0, 0};
+                        sseg_rfm_score(rfm, &u, &d, want);
+                        if (buyer[i]) {
+                                sseg_rfm_tiers(rfm, slots[i], got);
+                                scored += got[0] >= 1 && got[0] <= 5;
+                        }
+                        diff += memcmp(want, got, 3) != 0;
+                }
+                CHECK_INT_EQ(diff, 0);
+                CHECK_INT_EQ(scored, N - (N + 10) / 11);
+        }
+        sseg_rfm_destroy(rfm);
+}
+
 static void test_rfm(void) {
         sseg_rfm_t *rfm = sseg_rfm_new(0);
         sseg_user_t u;
@@ -235,5 +272,6 @@ int main(void) {
         test_forgetting();
         test_bytes();
         test_rfm();
+        test_rfm_cycle();
         return check_result();
 }

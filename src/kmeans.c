@@ -532,7 +532,7 @@ static void standardize_rows(const sseg_kmeans_t *km, const float *X, int n, flo
  * into G (n x k, row-major; 1.5x faster in OpenBLAS than the centre-major product):
  * G = -2 Z C^T. The nearest centre of row i is the first argmin over c of G[i][c] + |c|^2;
  * its squared distance adds |z|^2, clamped at 0 (rounding can go below). With want_dist, G
- * becomes the Euclidean distances sqrt(max(0, (G + |c|^2) + |z|^2)).
+ * becomes the squared distances max(0, (G + |c|^2) + |z|^2).
  * SSE path (k a multiple of 4): four rows at a time, 4x4 blocks transposed so that one
  * register holds one centre for four rows; the same float operations as the scalar path. */
 #ifdef SSEG_KM_AVX2
@@ -569,7 +569,9 @@ AVX2_FN static void nearest_rows_avx2(const float *zn2, int n, const float *cn2,
                                 break;
                         }
                 }
-                float d2 = (g[best] + cn2[best]) + zn2[i];
+                /* the minimum is G + |c|^2 of the centre found (equal floats; a signed zero
+                 * gives the same sum), so its squared distance needs no load of that centre */
+                float d2 = _mm_cvtss_f32(h) + zn2[i];
                 asg[i] = best;
                 d2min[i] = d2 > 0 ? d2 : 0;
                 if (!want_dist)
@@ -578,7 +580,7 @@ AVX2_FN static void nearest_rows_avx2(const float *zn2, int n, const float *cn2,
                 for (int c0 = 0; c0 < k; c0 += 8) {
                         __m256 v = _mm256_add_ps(
                             _mm256_add_ps(_mm256_loadu_ps(g + c0), _mm256_loadu_ps(cn2 + c0)), zz);
-                        _mm256_storeu_ps(g + c0, _mm256_sqrt_ps(_mm256_max_ps(v, zero)));
+                        _mm256_storeu_ps(g + c0, _mm256_max_ps(v, zero));
                 }
         }
 }
@@ -628,7 +630,7 @@ static void nearest(const float *Z, const float *zn2, int n, int d, const float 
                                         __m128 v = _mm_add_ps(_mm_add_ps(_mm_loadu_ps(g + c0),
                                                                          _mm_loadu_ps(cn2 + c0)),
                                                               zz);
-                                        _mm_storeu_ps(g + c0, _mm_sqrt_ps(_mm_max_ps(v, zero)));
+                                        _mm_storeu_ps(g + c0, _mm_max_ps(v, zero));
                                 }
                         }
                 }
@@ -647,12 +649,12 @@ static void nearest(const float *Z, const float *zn2, int n, int d, const float 
                 d2min[i] = d2 > 0 ? d2 : 0;
                 for (int c = 0; want_dist && c < k; c++) {
                         float v = (g[c] + cn2[c]) + zn2[i];
-                        g[c] = v > 0 ? sqrtf(v) : 0.0f;
+                        g[c] = v > 0 ? v : 0.0f;
                 }
         }
 }
 
-/* Assigns B rows with the prepared centres; distances (Euclidean) to dist_out if given.
+/* Assigns B rows with the prepared centres; squared distances to dist_out if given.
  * Accumulates per-centre sums of the standardised (clipped) rows into acc/accn when acc_on:
  * the update maps them back to original units (mean + z sd), which is the row itself when
  * not clipped. */
@@ -1112,11 +1114,11 @@ double sseg_kmeans_objective(sseg_kmeans_t *km, const float *X, int B) {
         return s;
 }
 
-int sseg_kmeans_decide(const sseg_kmeans_t *km, int current_seg, const float *dists_row,
+int sseg_kmeans_decide(const sseg_kmeans_t *km, int current_seg, const float *d2_row,
                        int *new_seg, float *margin) {
         int k = km->o.k, best = 0;
         for (int c = 1; c < k; c++)
-                if (dists_row[c] < dists_row[best])
+                if (d2_row[c] < d2_row[best])
                         best = c;
         int moved, to = best;
         float mg;
@@ -1127,7 +1129,7 @@ int sseg_kmeans_decide(const sseg_kmeans_t *km, int current_seg, const float *di
                 moved = 0;
                 mg = 0.0f;
         } else {
-                float dc = dists_row[current_seg], db = dists_row[best];
+                float dc = sqrtf(d2_row[current_seg]), db = sqrtf(d2_row[best]);
                 mg = dc > 0 ? (dc - db) / dc : 0.0f;
                 /* d_best <= (1 - h) d_cur, i.e. relative margin >= h */
                 moved = dc > 0 && db <= (float)(1.0 - km->o.hysteresis) * dc;

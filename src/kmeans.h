@@ -78,8 +78,10 @@ void sseg_kmeans_destroy(sseg_kmeans_t *km);
  * step 1/count); starved centres are re-seeded. model_version increases by 1.
  *
  * Outputs (each may be NULL): assign_out[B] the nearest centre of each row, -1 while the model
- * is not initialised; dist_out[B*k] the Euclidean distances in standardised units from each
- * row to every centre (row-major; 0 while not initialised), for sseg_kmeans_decide(). Both
+ * is not initialised; dist_out[B*k] the SQUARED Euclidean distances in standardised units
+ * from each row to every centre (row-major; 0 while not initialised), for
+ * sseg_kmeans_decide(), which takes the square roots of the two it needs (the matrix's k
+ * square roots per row were the largest part of a K = 32 step after the sgemm). Both
  * are computed with the centres as they were before this batch moved them (Sculley's
  * cached assignment), with the standardisation that includes this batch.
  * Rows with non-finite values are treated as 0 in those dimensions.
@@ -99,15 +101,15 @@ sseg_err_t sseg_kmeans_assign(sseg_kmeans_t *km, const float *X, int B, int *ass
                               float *dist_out);
 
 /*
- * Hysteresis: the segment a user should be in. dists_row holds the k distances of this user
- * (one row of dist_out). current_seg is the user's segment (-1 for none; a value >= k, from
+ * Hysteresis: the segment a user should be in. d2_row holds the k squared distances of this
+ * user (one row of dist_out); the rule and the margin are on distances (their roots). current_seg is the user's segment (-1 for none; a value >= k, from
  * an older model, counts as none). Sets *new_seg and *margin and returns 1 if the user moves
  * (or gets a first segment), 0 if it stays. A user moves only when the nearest centre is
  * closer than the current one by the relative margin: d_best <= (1 - hysteresis) * d_cur.
  * *margin is (d_cur - d_best) / d_cur (1 for a first assignment, 0 when the current segment
  * is the nearest). Either output may be NULL.
  */
-int sseg_kmeans_decide(const sseg_kmeans_t *km, int current_seg, const float *dists_row,
+int sseg_kmeans_decide(const sseg_kmeans_t *km, int current_seg, const float *d2_row,
                        int *new_seg, float *margin);
 
 /* Appends the model's byte form to out (little-endian, versioned, CRC-32C checksum at the

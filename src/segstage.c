@@ -572,7 +572,7 @@ static sseg_err_t observe(stage_t *s, sseg_entry_t **users, size_t n, int64_t no
                                                     .previous = cur,
                                                     .segment = to,
                                                     .description = desc[to],
-                                                    .distance = row[to],
+                                                    .distance = sqrtf(row[to]),
                                                     .margin = margin,
                                                     .model_version = version,
                                                     .event_ts = u->last_ts,
@@ -589,7 +589,7 @@ static sseg_err_t observe(stage_t *s, sseg_entry_t **users, size_t n, int64_t no
                         s->changes++;
                         u->segment = to;
                 }
-                u->segment_dist = row[u->segment];
+                u->segment_dist = sqrtf(row[u->segment]); /* row: squared distances */
                 u->model_version = version;
         }
         s->ms_changes = sseg_mono_ms() - t2;

@@ -121,8 +121,8 @@ int main(int argc, char **argv) {
                D, B, nb, nb * B, seconds);
         printf("method: data = 8 Gaussian blobs (sd 1, means N(0, 3^2) per dimension); model = "
                "defaults but k, init on the first batch (not timed: one warm-up pass);\n"
-               "  observe+dist = sseg_kmeans_observe_batch() with the B x K distance matrix the "
-               "pipeline needs for hysteresis (standardise, sgemm, argmin, update);\n"
+               "  observe+dist = sseg_kmeans_observe_batch() with the B x K matrix of squared distances "
+               "the pipeline needs for hysteresis (standardise, sgemm, argmin, update);\n"
                "  observe = the same without the distance matrix; assign+dist = "
                "sseg_kmeans_assign() (no update).\n"
                "  sklearn = MiniBatchKMeans(n_init=3).partial_fit on the same float32 batches, "

@@ -138,7 +138,7 @@ static void test_blas_vs_brute(int k, int d) {
                                 bd = s;
                                 best = c;
                         }
-                        if (fabs(sqrt(s) - dist[(size_t)i * k + c]) > 1e-3 * (1 + sqrt(s)))
+                        if (fabs(s - dist[(size_t)i * k + c]) > 1e-3 * (1 + s)) /* squared */
                                 bad_dist++;
                 }
                 if (asg[i] == best)
@@ -202,9 +202,10 @@ static void test_update_rule(void) {
         CHECK_NEAR(sseg_kmeans_mean(km, 1), 4.0, 1e-12);
         CHECK_NEAR(sseg_kmeans_sd(km, 0), sqrt((9 + 4 + 25) / 3.0), 1e-12);
         CHECK_NEAR(sseg_kmeans_sd(km, 1), sqrt((9 + 16 + 49) / 3.0), 1e-12);
-        /* The distances are Euclidean in standardised units (statistics including the batch). */
+        /* The matrix holds squared Euclidean distances in standardised units (statistics
+         * including the batch). */
         double sd0 = sqrt(38 / 3.0), sd1 = sqrt(74 / 3.0);
-        CHECK_NEAR(dist[0], sqrt(1 / (sd0 * sd0) + 1 / (sd1 * sd1)), 1e-5);
+        CHECK_NEAR(dist[0], 1 / (sd0 * sd0) + 1 / (sd1 * sd1), 1e-5);
 
         /* Second batch: old rows weigh alpha^2, new ones 1 (forgetting Welford). */
         const float Y[4] = {3, 5, 8, 6};
@@ -353,7 +354,8 @@ static void test_decide(void) {
         sseg_kmeans_opts_t o = opts(3, 2);
         o.hysteresis = 0.1;
         sseg_kmeans_t *km = sseg_kmeans_new(&o);
-        const float d[3] = {2.0f, 1.0f, 1.95f};
+        /* rows of squared distances, as sseg_kmeans_observe_batch() gives them */
+        const float d[3] = {2.0f * 2.0f, 1.0f, 1.95f * 1.95f};
         int to = 99;
         float m = -1;
         CHECK_INT_EQ(sseg_kmeans_decide(km, -1, d, &to, &m), 1); /* a first segment */
@@ -367,11 +369,11 @@ static void test_decide(void) {
         CHECK_INT_EQ(sseg_kmeans_decide(km, 0, d, &to, &m), 1); /* 50% closer: moves */
         CHECK_INT_EQ(to, 1);
         CHECK_NEAR(m, 0.5, 1e-6);
-        const float e[3] = {1.0f, 0.95f, 3.0f}; /* 5% closer: stays */
+        const float e[3] = {1.0f, 0.95f * 0.95f, 9.0f}; /* 5% closer: stays */
         CHECK_INT_EQ(sseg_kmeans_decide(km, 0, e, &to, &m), 0);
         CHECK_INT_EQ(to, 0);
         CHECK_NEAR(m, 0.05, 1e-6);
-        const float f[3] = {1.0f, 0.9f, 3.0f}; /* exactly the margin: moves */
+        const float f[3] = {1.0f, 0.9f * 0.9f, 9.0f}; /* exactly the margin: moves */
         CHECK_INT_EQ(sseg_kmeans_decide(km, 0, f, &to, NULL), 1);
         CHECK_INT_EQ(to, 1);
         sseg_kmeans_destroy(km);

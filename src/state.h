@@ -41,9 +41,16 @@ typedef struct {
 
 /* Byte forms shared by RocksDB and the changelog topic (changelog.c). */
 #define SSEG_STATE_META_BYTES 40
-#define SSEG_STATE_PACKED_MAX (4 + LZ4_COMPRESSBOUND(sizeof(sseg_user_t)))
-/* Packs a user as stored: u16 layout version, u16 size (| 0x8000 when LZ4-compressed), the
- * struct's bytes; returns the length (<= SSEG_STATE_PACKED_MAX). */
+/* the larger of the two forms sseg_state_pack_user() has written, with room for its stores */
+#define SSEG_STATE_PACKED_ZW_MAX (4 + (sizeof(sseg_user_t) / 8 + 7) / 8 + sizeof(sseg_user_t) + 8)
+#define SSEG_STATE_PACKED_MAX                                                                     \
+        (SSEG_STATE_PACKED_ZW_MAX > 4 + LZ4_COMPRESSBOUND(sizeof(sseg_user_t))                    \
+             ? SSEG_STATE_PACKED_ZW_MAX                                                          \
+             : 4 + LZ4_COMPRESSBOUND(sizeof(sseg_user_t)))
+/* Packs a user as stored: u16 layout version, u16 size (| 0x4000: zero words elided), then a
+ * bitmap of the struct's 8-byte words that are not zero and those words; returns the length
+ * (<= SSEG_STATE_PACKED_MAX). sseg_state_unpack_user() also reads the earlier forms: the
+ * struct LZ4-compressed (size | 0x8000) or raw. */
 size_t sseg_state_pack_user(const sseg_user_t *u, char *out);
 void sseg_state_pack_meta(const sseg_partmeta_t *m, char *out);
 /* Accepts the 40-byte form and the older 32-byte one (changelog_next = -1). */

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <lz4.h>
+
 #include "check.h"
 #include "state.h"
 
@@ -238,7 +240,7 @@ static void test_compressed_value(void) {
         size_t vl;
         CHECK_INT_EQ(sseg_state_read(st, key, kl, &v, &vl, err, sizeof(err)), SSEG_OK);
         CHECK(vl < 4 + sizeof(sseg_user_t) / 2);
-        CHECK(((unsigned char)v[3] & 0x80) != 0);
+        CHECK(((unsigned char)v[3] & 0x40) != 0); /* zero words elided */
         sseg_user_t u;
         CHECK_INT_EQ(sseg_state_unpack_user(v, vl, &u), SSEG_OK);
         CHECK_INT_EQ(u.n_events, 124); /* written as i + 1 by test_eviction_and_drop */
@@ -249,6 +251,61 @@ static void test_compressed_value(void) {
         CHECK_INT_EQ(e, SSEG_ERR_STATE_VERSION);
         free(v);
         sseg_state_close(st);
+}
+
+/* The stored forms: a user packs (zero words elided) and unpacks to the same bytes; the
+ * earlier forms (the struct LZ4-compressed, or raw) still unpack; a damaged bitmap or a wrong
+ * length is an error, never a user. */
+static void test_pack_forms(void) {
+        sseg_user_t u, got;
+        sseg_user_init(&u);
+        u.n_events = 77;
+        u.last_ts = 1700000000123LL;
+        u.revenue = 19.99;
+        u.decayed[3][1] = 2.5f;
+        u.churn_score = 0.25f;
+        u.reserved[31] = 1; /* the last word */
+        char v[SSEG_STATE_PACKED_MAX];
+        size_t vl = sseg_state_pack_user(&u, v);
+        CHECK(vl < 4 + sizeof(u) / 4);
+        memset(&got, 0xa5, sizeof(got));
+        CHECK_INT_EQ(sseg_state_unpack_user(v, vl, &got), SSEG_OK);
+        CHECK(memcmp(&u, &got, sizeof(u)) == 0);
+        /* every byte of a struct with no zero word */
+        sseg_user_t full;
+        memset(&full, 0x11, sizeof(full));
+        size_t fl = sseg_state_pack_user(&full, v);
+        CHECK(fl <= SSEG_STATE_PACKED_MAX);
+        CHECK_INT_EQ(sseg_state_unpack_user(v, fl, &got), SSEG_OK);
+        CHECK(memcmp(&full, &got, sizeof(full)) == 0);
+        /* damage: a bitmap bit flipped, one byte short, one byte long */
+        vl = sseg_state_pack_user(&u, v);
+        v[4] ^= 0x04;
+        CHECK_INT_EQ(sseg_state_unpack_user(v, vl, &got), SSEG_ERR_STATE_VERSION);
+        v[4] ^= 0x04;
+        CHECK_INT_EQ(sseg_state_unpack_user(v, vl - 1, &got), SSEG_ERR_STATE_VERSION);
+        CHECK_INT_EQ(sseg_state_unpack_user(v, vl + 1, &got), SSEG_ERR_STATE_VERSION);
+        /* the earlier forms */
+        char old[4 + LZ4_COMPRESSBOUND(sizeof(sseg_user_t))];
+        memcpy(old, v, 2); /* the layout version */
+        unsigned size = sizeof(u) | 0x8000u;
+        old[2] = (char)(size & 0xff);
+        old[3] = (char)(size >> 8);
+        int cl = LZ4_compress_default((const char *)&u, old + 4, (int)sizeof(u),
+                                      (int)sizeof(old) - 4);
+        CHECK(cl > 0);
+        memset(&got, 0xa5, sizeof(got));
+        CHECK_INT_EQ(sseg_state_unpack_user(old, 4 + (size_t)cl, &got), SSEG_OK);
+        CHECK(memcmp(&u, &got, sizeof(u)) == 0);
+        size = sizeof(u);
+        old[2] = (char)(size & 0xff);
+        old[3] = (char)(size >> 8);
+        char raw[4 + sizeof(sseg_user_t)];
+        memcpy(raw, old, 4);
+        memcpy(raw + 4, &u, sizeof(u));
+        memset(&got, 0xa5, sizeof(got));
+        CHECK_INT_EQ(sseg_state_unpack_user(raw, sizeof(raw), &got), SSEG_OK);
+        CHECK(memcmp(&u, &got, sizeof(u)) == 0);
 }
 
 /* sseg_state_dirty_sorted: key order (partition, then id bytes, a prefix first), kept while
@@ -397,6 +454,7 @@ int main(void) {
         test_scan();
         test_scan_ranges();
         test_compressed_value();
+        test_pack_forms();
         test_dirty_sorted();
         test_dirty_sorted_ties();
         test_writer();

@@ -449,7 +449,7 @@ static void prep(sseg_kmeans_t *km) {
  * l summing the dimensions j = l mod 4, added as (p0 + p1) + (p2 + p3). The SSE path and the
  * scalar path do the same float operations in the same order, so they give the same bits. */
 #ifdef SSEG_KM_AVX2
-/* Two rows' halves per register; |z|^2 as the SSE2 path sums it: lanes (0-3) + (4-7), then
+/* A row in two registers; its |z|^2 as the SSE2 path sums it: lanes (0-3) + (4-7), then
  * + (8-11), + (12-15), then (p0 + p1) + (p2 + p3). */
 AVX2_FN static void standardize_avx2(const float *sa, const float *sb, float c, const float *X,
                                      int n, float *Z, float *zn2) {

@@ -422,7 +422,8 @@ sseg_err_t sseg_changelog_restore_many(sseg_changelog_t *c, const int32_t *parts
                 while ((kerr = rd_kafka_query_watermark_offsets(c->rk, c->topic, parts[k], &x->lo,
                                                                 &x->hi, WATERMARK_MS)) &&
                        kerr != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
-                       kerr != RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED && sseg_mono_ms() < until) {
+                       kerr != RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED &&
+                       sseg_mono_ms() < until) {
                         sseg_warn("state.changelog.topic %s [%d]: watermarks: %s; retrying",
                                   c->topic, parts[k], rd_kafka_err2str(kerr));
                         if (kerr == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||

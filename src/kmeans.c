@@ -32,8 +32,8 @@
  * compiler from fusing them. */
 #include <immintrin.h>
 #define SSEG_KM_AVX2 1
-#define AVX2_FN __attribute__((target("avx2")))
-#define AVX2_DIM 16
+#define AVX2_FN      __attribute__((target("avx2")))
+#define AVX2_DIM     16
 #endif
 #include <float.h>
 #include <math.h>
@@ -666,8 +666,9 @@ AVX2_FN static void accumulate_avx2(const float *Z, const int *asg, int n, doubl
                 const float *z = Z + (size_t)i * AVX2_DIM;
                 double *a = acc + (size_t)asg[i] * AVX2_DIM;
                 for (int g = 0; g < AVX2_DIM; g += 4)
-                        _mm256_storeu_pd(a + g, _mm256_add_pd(_mm256_loadu_pd(a + g),
-                                                              _mm256_cvtps_pd(_mm_loadu_ps(z + g))));
+                        _mm256_storeu_pd(a + g,
+                                         _mm256_add_pd(_mm256_loadu_pd(a + g),
+                                                       _mm256_cvtps_pd(_mm_loadu_ps(z + g))));
                 accn[asg[i]] += 1;
         }
 }
@@ -1114,8 +1115,8 @@ double sseg_kmeans_objective(sseg_kmeans_t *km, const float *X, int B) {
         return s;
 }
 
-int sseg_kmeans_decide(const sseg_kmeans_t *km, int current_seg, const float *d2_row,
-                       int *new_seg, float *margin) {
+int sseg_kmeans_decide(const sseg_kmeans_t *km, int current_seg, const float *d2_row, int *new_seg,
+                       float *margin) {
         int k = km->o.k, best = 0;
         for (int c = 1; c < k; c++)
                 if (d2_row[c] < d2_row[best])

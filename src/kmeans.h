@@ -102,15 +102,15 @@ sseg_err_t sseg_kmeans_assign(sseg_kmeans_t *km, const float *X, int B, int *ass
 
 /*
  * Hysteresis: the segment a user should be in. d2_row holds the k squared distances of this
- * user (one row of dist_out); the rule and the margin are on distances (their roots). current_seg is the user's segment (-1 for none; a value >= k, from
- * an older model, counts as none). Sets *new_seg and *margin and returns 1 if the user moves
- * (or gets a first segment), 0 if it stays. A user moves only when the nearest centre is
- * closer than the current one by the relative margin: d_best <= (1 - hysteresis) * d_cur.
- * *margin is (d_cur - d_best) / d_cur (1 for a first assignment, 0 when the current segment
- * is the nearest). Either output may be NULL.
+ * user (one row of dist_out); the rule and the margin are on distances (their roots). current_seg
+ * is the user's segment (-1 for none; a value >= k, from an older model, counts as none). Sets
+ * *new_seg and *margin and returns 1 if the user moves (or gets a first segment), 0 if it stays. A
+ * user moves only when the nearest centre is closer than the current one by the relative margin:
+ * d_best <= (1 - hysteresis) * d_cur. *margin is (d_cur - d_best) / d_cur (1 for a first
+ * assignment, 0 when the current segment is the nearest). Either output may be NULL.
  */
-int sseg_kmeans_decide(const sseg_kmeans_t *km, int current_seg, const float *d2_row,
-                       int *new_seg, float *margin);
+int sseg_kmeans_decide(const sseg_kmeans_t *km, int current_seg, const float *d2_row, int *new_seg,
+                       float *margin);
 
 /* Appends the model's byte form to out (little-endian, versioned, CRC-32C checksum at the
  * end). Deterministic: equal models give equal bytes. */

@@ -640,7 +640,8 @@ static sseg_err_t stage_cycle(void *opaque, sseg_pipeline_t *p, sseg_entry_t **u
                 sseg_debug("segments: %zu users in %.1f ms (vectors and value tiers %.1f, K-means "
                            "%.1f, %llu changes %.1f)",
                            n, s->ms_vectors + s->ms_kmeans + s->ms_changes, s->ms_vectors,
-                           s->ms_kmeans, (unsigned long long)(s->changes - changes0), s->ms_changes);
+                           s->ms_kmeans, (unsigned long long)(s->changes - changes0),
+                           s->ms_changes);
         if (n || applied) {
                 put_model(s);
                 put_counters(s);

@@ -181,8 +181,8 @@ sseg_err_t sseg_state_unpack_meta(const char *v, size_t vl, sseg_partmeta_t *m) 
 #ifndef ENTRY_SLABS
 #define ENTRY_SLABS 1
 #endif
-#define HUGE_PAGE   (2u << 20)
-#define SLAB_MAX    (64u << 20)
+#define HUGE_PAGE (2u << 20)
+#define SLAB_MAX  (64u << 20)
 
 static int slab_add(sseg_state_t *st) {
         size_t bytes = st->nslabs ? st->slab_bytes[st->nslabs - 1] * 2 : HUGE_PAGE;

@@ -43,9 +43,9 @@ typedef struct {
 #define SSEG_STATE_META_BYTES 40
 /* the larger of the two forms sseg_state_pack_user() has written, with room for its stores */
 #define SSEG_STATE_PACKED_ZW_MAX (4 + (sizeof(sseg_user_t) / 8 + 7) / 8 + sizeof(sseg_user_t) + 8)
-#define SSEG_STATE_PACKED_MAX                                                                     \
-        (SSEG_STATE_PACKED_ZW_MAX > 4 + LZ4_COMPRESSBOUND(sizeof(sseg_user_t))                    \
-             ? SSEG_STATE_PACKED_ZW_MAX                                                          \
+#define SSEG_STATE_PACKED_MAX                                                                      \
+        (SSEG_STATE_PACKED_ZW_MAX > 4 + LZ4_COMPRESSBOUND(sizeof(sseg_user_t))                     \
+             ? SSEG_STATE_PACKED_ZW_MAX                                                            \
              : 4 + LZ4_COMPRESSBOUND(sizeof(sseg_user_t)))
 /* Packs a user as stored: u16 layout version, u16 size (| 0x4000: zero words elided), then a
  * bitmap of the struct's 8-byte words that are not zero and those words; returns the length
@@ -78,10 +78,10 @@ typedef struct sseg_entry_s {
  * without side effects and deletes its calls. Not inlined early, this one had been deleted
  * from every loop (no prefetch in the object code). Entries are 64-byte aligned in their slabs,
  * so a user spans ceil(size / 64) lines; the lines are written out (constant conditions). */
-#define SSEG_PREFETCH_LINE_(p, k)                                                                \
-        do {                                                                                     \
-                if (64 * (k) < sizeof(sseg_entry_t))                                             \
-                        __builtin_prefetch((p) + 64 * (k));                                      \
+#define SSEG_PREFETCH_LINE_(p, k)                                                                  \
+        do {                                                                                       \
+                if (64 * (k) < sizeof(sseg_entry_t))                                               \
+                        __builtin_prefetch((p) + 64 * (k));                                        \
         } while (0)
 _Static_assert(sizeof(sseg_entry_t) <= 16 * 64, "sseg_entry_prefetch covers 16 lines");
 static inline __attribute__((always_inline)) void sseg_entry_prefetch(sseg_entry_t *const *v,

@@ -107,7 +107,8 @@ int main(int argc, char **argv) {
                 else if (!strcmp(argv[i], "--no-simd"))
                         simd = 0;
                 else {
-                        fprintf(stderr, "usage: %s [--seconds S] [--batches N] [--no-python] [--no-simd]\n",
+                        fprintf(stderr,
+                                "usage: %s [--seconds S] [--batches N] [--no-python] [--no-simd]\n",
                                 argv[0]);
                         return 2;
                 }
@@ -121,8 +122,8 @@ int main(int argc, char **argv) {
                D, B, nb, nb * B, seconds);
         printf("method: data = 8 Gaussian blobs (sd 1, means N(0, 3^2) per dimension); model = "
                "defaults but k, init on the first batch (not timed: one warm-up pass);\n"
-               "  observe+dist = sseg_kmeans_observe_batch() with the B x K matrix of squared distances "
-               "the pipeline needs for hysteresis (standardise, sgemm, argmin, update);\n"
+               "  observe+dist = sseg_kmeans_observe_batch() with the B x K matrix of squared "
+               "distances the pipeline needs for hysteresis (standardise, sgemm, argmin, update);\n"
                "  observe = the same without the distance matrix; assign+dist = "
                "sseg_kmeans_assign() (no update).\n"
                "  sklearn = MiniBatchKMeans(n_init=3).partial_fit on the same float32 batches, "
@@ -150,7 +151,7 @@ int main(int argc, char **argv) {
                 int wide = sseg_kmeans_set_simd(km, simd);
                 if (t == 0)
                         printf("kernels: %s\n", wide ? "AVX2 (the default on this CPU)"
-                                                      : "SSE2/scalar (--no-simd or no AVX2)");
+                                                     : "SSE2/scalar (--no-simd or no AVX2)");
                 double t0 = now_s();
                 sseg_kmeans_observe_batch(km, X, B, asg, dist); /* initialisation */
                 double tinit = now_s() - t0;

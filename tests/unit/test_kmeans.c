@@ -3,11 +3,12 @@
  * (K = 2, 8, 32); the forgetting Welford statistics and Sculley's update against the formulas
  * on hand cases; k-means++ determinism for a seed; re-seeding of a starved centre; the
  * hysteresis rule and a jittering user near a boundary; drift followed within the bound set by
- * the half-life (and not faster); the AVX2 kernels give the SSE2 path's bits; the byte form (identical bytes and assignments after a round
- * trip, restart in the middle of a run, corruption detected); descriptions; and the quality
- * against scikit-learn (tests/oracle/kmeans_oracle.py): final objective within 3% of
- * KMeans(k-means++, n_init=10) and not worse than MiniBatchKMeans.partial_fit on the same
- * batches. The oracle needs /usr/bin/python3 with sklearn: without it the test FAILS.
+ * the half-life (and not faster); the AVX2 kernels give the SSE2 path's bits; the byte form
+ * (identical bytes and assignments after a round trip, restart in the middle of a run, corruption
+ * detected); descriptions; and the quality against scikit-learn (tests/oracle/kmeans_oracle.py):
+ * final objective within 3% of KMeans(k-means++, n_init=10) and not worse than
+ * MiniBatchKMeans.partial_fit on the same batches. The oracle needs /usr/bin/python3 with sklearn:
+ * without it the test FAILS.
  */
 #include <math.h>
 #include <stdint.h>

@@ -291,8 +291,8 @@ static void test_pack_forms(void) {
         unsigned size = sizeof(u) | 0x8000u;
         old[2] = (char)(size & 0xff);
         old[3] = (char)(size >> 8);
-        int cl = LZ4_compress_default((const char *)&u, old + 4, (int)sizeof(u),
-                                      (int)sizeof(old) - 4);
+        int cl =
+            LZ4_compress_default((const char *)&u, old + 4, (int)sizeof(u), (int)sizeof(old) - 4);
         CHECK(cl > 0);
         memset(&got, 0xa5, sizeof(got));
         CHECK_INT_EQ(sseg_state_unpack_user(old, 4 + (size_t)cl, &got), SSEG_OK);
@@ -365,10 +365,19 @@ static void test_dirty_sorted_ties(void) {
         static const struct {
                 const char *uid;
                 size_t len;
-        } in[] = {{"customer-0001x", 14}, {"customer-0001", 13}, {"customer-0001\0", 14},
-                  {"customer-0001\0\0", 15}, {"customer-000", 12}, {"customer-00\0\0", 13},
-                  {"custo\0er-0001", 14}, {"custo", 5}, {"\0", 1}, {"\0\0", 2},
-                  {"customer-0001\xff", 14}, {"customer-0002", 13}, {"customer-0001a", 14}};
+        } in[] = {{"customer-0001x", 14},
+                  {"customer-0001", 13},
+                  {"customer-0001\0", 14},
+                  {"customer-0001\0\0", 15},
+                  {"customer-000", 12},
+                  {"customer-00\0\0", 13},
+                  {"custo\0er-0001", 14},
+                  {"custo", 5},
+                  {"\0", 1},
+                  {"\0\0", 2},
+                  {"customer-0001\xff", 14},
+                  {"customer-0002", 13},
+                  {"customer-0001a", 14}};
         const size_t N = sizeof(in) / sizeof(in[0]);
         for (int part = 1; part >= 0; part--) /* both partitions hold every id */
                 for (size_t i = 0; i < N; i++)
@@ -379,7 +388,8 @@ static void test_dirty_sorted_ties(void) {
         CHECK_INT_EQ(n, 2 * N);
         for (size_t i = 1; i < n; i++) {
                 char a[64], b[64];
-                size_t al = sseg_state_user_key(a, d[i - 1]->partition, d[i - 1]->uid, d[i - 1]->klen);
+                size_t al =
+                    sseg_state_user_key(a, d[i - 1]->partition, d[i - 1]->uid, d[i - 1]->klen);
                 size_t bl = sseg_state_user_key(b, d[i]->partition, d[i]->uid, d[i]->klen);
                 size_t m = al < bl ? al : bl;
                 int c = memcmp(a, b, m);

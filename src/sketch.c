@@ -286,25 +286,10 @@ int sseg_rfm_values(const sseg_user_t *u, const sseg_derived_t *d, double out[SS
         return 1;
 }
 
-static void score(sseg_rfm_t *rfm, const double v[SSEG_RFM__CNT], uint8_t out[SSEG_RFM__CNT]) {
-        for (int i = 0; i < SSEG_RFM__CNT; i++) {
-                int s = sseg_sketch_quintile(rfm->sk[i], v[i]);
-                /* recency: fewer days is better */
-                if (i == SSEG_RFM_R && s > 0)
-                        s = 6 - s;
-                out[i] = (uint8_t)s;
-        }
-}
-
-void sseg_rfm_observe(sseg_rfm_t *rfm, const sseg_user_t *u, const sseg_derived_t *d,
-                      uint8_t out[SSEG_RFM__CNT]) {
-        double v[SSEG_RFM__CNT];
-        memset(out, 0, SSEG_RFM__CNT);
-        if (!sseg_rfm_values(u, d, v))
-                return;
+/* The sketch slots of a buyer's R, F, M values. */
+static void rfm_slots(const double v[SSEG_RFM__CNT], uint16_t slots[SSEG_RFM__CNT]) {
         for (int i = 0; i < SSEG_RFM__CNT; i++)
-                sseg_sketch_add(rfm->sk[i], v[i]);
-        score(rfm, v, out);
+                slots[i] = (uint16_t)slot_of(v[i]);
 }
 
 int sseg_rfm_add(sseg_rfm_t *rfm, const sseg_user_t *u, const sseg_derived_t *d,
@@ -312,10 +297,9 @@ int sseg_rfm_add(sseg_rfm_t *rfm, const sseg_user_t *u, const sseg_derived_t *d,
         double v[SSEG_RFM__CNT];
         if (!sseg_rfm_values(u, d, v))
                 return 0;
-        for (int i = 0; i < SSEG_RFM__CNT; i++) {
+        for (int i = 0; i < SSEG_RFM__CNT; i++)
                 sseg_sketch_add(rfm->sk[i], v[i]);
-                slots[i] = (uint16_t)slot_of(v[i]);
-        }
+        rfm_slots(v, slots);
         return 1;
 }
 
@@ -329,12 +313,23 @@ void sseg_rfm_tiers(sseg_rfm_t *rfm, const uint16_t slots[SSEG_RFM__CNT],
         }
 }
 
+void sseg_rfm_observe(sseg_rfm_t *rfm, const sseg_user_t *u, const sseg_derived_t *d,
+                      uint8_t out[SSEG_RFM__CNT]) {
+        uint16_t slots[SSEG_RFM__CNT];
+        memset(out, 0, SSEG_RFM__CNT);
+        if (sseg_rfm_add(rfm, u, d, slots))
+                sseg_rfm_tiers(rfm, slots, out);
+}
+
 void sseg_rfm_score(sseg_rfm_t *rfm, const sseg_user_t *u, const sseg_derived_t *d,
                     uint8_t out[SSEG_RFM__CNT]) {
         double v[SSEG_RFM__CNT];
+        uint16_t slots[SSEG_RFM__CNT];
         memset(out, 0, SSEG_RFM__CNT);
-        if (sseg_rfm_values(u, d, v))
-                score(rfm, v, out);
+        if (!sseg_rfm_values(u, d, v))
+                return;
+        rfm_slots(v, slots);
+        sseg_rfm_tiers(rfm, slots, out);
 }
 
 sseg_sketch_t *sseg_rfm_sketch(sseg_rfm_t *rfm, sseg_rfm_dim_t which) {

@@ -13,7 +13,6 @@
  */
 #ifndef SSEG_STATE_H
 #define SSEG_STATE_H
-#include <lz4.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,12 +40,9 @@ typedef struct {
 
 /* Byte forms shared by RocksDB and the changelog topic (changelog.c). */
 #define SSEG_STATE_META_BYTES 40
-/* the larger of the two forms sseg_state_pack_user() has written, with room for its stores */
-#define SSEG_STATE_PACKED_ZW_MAX (4 + (sizeof(sseg_user_t) / 8 + 7) / 8 + sizeof(sseg_user_t) + 8)
-#define SSEG_STATE_PACKED_MAX                                                                      \
-        (SSEG_STATE_PACKED_ZW_MAX > 4 + LZ4_COMPRESSBOUND(sizeof(sseg_user_t))                     \
-             ? SSEG_STATE_PACKED_ZW_MAX                                                            \
-             : 4 + LZ4_COMPRESSBOUND(sizeof(sseg_user_t)))
+/* What sseg_state_pack_user() writes at most (version, size, bitmap, every word) plus the 8
+ * bytes its branchless loop stores past the end. */
+#define SSEG_STATE_PACKED_MAX (4 + (sizeof(sseg_user_t) / 8 + 7) / 8 + sizeof(sseg_user_t) + 8)
 /* Packs a user as stored: u16 layout version, u16 size (| 0x4000: zero words elided), then a
  * bitmap of the struct's 8-byte words that are not zero and those words; returns the length
  * (<= SSEG_STATE_PACKED_MAX). sseg_state_unpack_user() also reads the earlier forms: the
